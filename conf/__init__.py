@@ -1,0 +1,1 @@
+"""Hydra configs of rdsweep (installed as the package rdsweep.conf)."""

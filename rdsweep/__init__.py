@@ -1,0 +1,1 @@
+"""rdsweep: rate-distortion sweeps of latent-variable models in JAX."""

@@ -1,0 +1,3 @@
+from rdsweep.main import main
+
+main()

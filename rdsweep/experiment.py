@@ -1,0 +1,80 @@
+"""One run, end to end: config -> data -> model -> objective -> training -> evaluation -> outputs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rdsweep import config as config_lib
+from rdsweep.evaluate import evaluate
+from rdsweep.input_pipeline import check_binarization, load_split
+from rdsweep.models import VAE
+from rdsweep.outputs import write_metrics, write_train_log
+from rdsweep.train import create_state, make_train_step, train
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: DictConfig, image_shape: Tuple[int, ...]) -> VAE:
+    """The VAE of the configured encoder, decoder and marginal options."""
+    build = lambda node, **kw: instantiate(node, _convert_="all", **kw)
+    return VAE(encoder=build(cfg.encoder, latent_dim=cfg.latent_dim),
+               decoder=build(cfg.decoder, image_shape=tuple(image_shape)),
+               marginal=build(cfg.marginal, latent_dim=cfg.latent_dim))
+
+
+def run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
+    """Trains and evaluates one model; writes train_log.csv and metrics.json into run_dir."""
+    start = time.perf_counter()
+    data = cfg.data
+    train_images = load_split(data.name, data.train_split, data)
+    test_images = load_split(data.name, data.test_split, data)
+    check_binarization(train_images, data.name, data.binarization)
+
+    init_key, eval_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    model = build_model(cfg, train_images.shape[1:])
+    objective = instantiate(cfg.objective)
+    example = jnp.zeros((1,) + train_images.shape[1:], jnp.float32)
+    state = create_state(model, optax.adam(cfg.train.lr), example, init_key)
+    step = make_train_step(objective, cfg.train.batch_size, data.binarization)
+
+    metrics: Dict[str, Any] = {"config_hash": config_lib.config_hash(cfg),
+                               "config": OmegaConf.to_container(config_lib.job_config(cfg))}
+    rows = []
+    for state, row in train(state, step, jax.device_put(train_images), cfg.train.steps,
+                            cfg.train.log_every, cfg.train.batch_size):
+        rows.append(row)
+        write_train_log(run_dir, rows)
+        if not math.isfinite(row["loss"]):
+            log.error("loss is %s at step %d: stopping", row["loss"], row["step"])
+            metrics.update(status="diverged", steps=row["step"],
+                           seconds=time.perf_counter() - start)
+            write_metrics(run_dir, metrics)
+            return metrics
+    train_seconds = time.perf_counter() - start
+
+    ev = lambda images, key: evaluate(state.apply_fn, state.params, images, key,
+                                      cfg.eval.iwae_samples, cfg.eval.batch_size,
+                                      data.binarization)
+    test = ev(test_images, jax.random.fold_in(eval_key, 0))
+    train_eval = (ev(train_images[:cfg.eval.train_examples], jax.random.fold_in(eval_key, 1))
+                  if cfg.eval.train_examples else None)
+    estimator = test.pop("rate_estimator")
+    if train_eval:
+        train_eval.pop("rate_estimator")
+    metrics.update(status="completed", steps=int(state.step), rate_estimator=estimator,
+                   test=test, train=train_eval, train_seconds=train_seconds,
+                   seconds=time.perf_counter() - start,
+                   images_per_s=rows[-1]["images_per_s"])
+    write_metrics(run_dir, metrics)
+    log.info("test: R %.2f  D %.2f  ELBO %.2f  IWAE(k=%d) %.2f nats  (rate: %s)", test["rate"],
+             test["distortion"], test["elbo"], cfg.eval.iwae_samples, test["iwae"], estimator)
+    return metrics

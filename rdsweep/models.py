@@ -1,0 +1,103 @@
+"""Encoders, decoders and marginals (Flax modules that return distributions), and the VAE that
+composes them.
+
+Interfaces, which every option of a config group implements:
+- encoder:  __call__(x: (B, *image)) -> distribution over z, batch (B,), event (latent_dim,)
+- decoder:  __call__(z: (B, latent_dim)) -> distribution over x, batch (B,), event image shape
+- marginal: __call__(encoder) -> distribution over z, event (latent_dim,); it gets the encoder so
+  that a VampPrior can push its pseudo-inputs through it.
+Images are float32 in {0, 1}, shape (B, H, W, C).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+from flax import struct
+
+from rdsweep.distributions import Bernoulli, DiagGaussian, kl_divergence
+
+
+class MLP(nn.Module):
+    """Dense layers with ReLU between them; the last layer is linear."""
+
+    features: Sequence[int]
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        for i, width in enumerate(self.features):
+            h = nn.Dense(width)(h)
+            if i < len(self.features) - 1:
+                h = nn.relu(h)
+        return h
+
+
+class MLPEncoder(nn.Module):
+    """x -> MLP -> factorized Gaussian (scale = softplus)."""
+
+    latent_dim: int
+    hidden: Sequence[int] = (512, 512)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> DiagGaussian:
+        h = 2.0 * x.reshape(x.shape[0], -1) - 1.0  # inputs in [-1, 1], as in the paper
+        h = nn.relu(MLP(tuple(self.hidden))(h))
+        return DiagGaussian(nn.Dense(self.latent_dim, name="loc")(h),
+                            nn.softplus(nn.Dense(self.latent_dim, name="scale")(h)))
+
+
+class MLPDecoder(nn.Module):
+    """z -> MLP -> factorized Bernoulli logits over the image."""
+
+    image_shape: Tuple[int, ...]
+    hidden: Sequence[int] = (512, 512)
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> Bernoulli:
+        logits = MLP(tuple(self.hidden) + (math.prod(self.image_shape),))(z)
+        return Bernoulli(logits.reshape(z.shape[:-1] + tuple(self.image_shape)),
+                         event_ndims=len(self.image_shape))
+
+
+class StandardGaussianMarginal(nn.Module):
+    """The fixed marginal m(z) = N(0, I)."""
+
+    latent_dim: int
+
+    def __call__(self, encoder: nn.Module | None = None) -> DiagGaussian:
+        return DiagGaussian(jnp.zeros(self.latent_dim), jnp.ones(self.latent_dim))
+
+
+class LogTerms(struct.PyTreeNode):
+    """Per-sample log-densities (nats) of S samples z ~ e(z|x) for B inputs.
+
+    log_d: log d(x|z), (S, B); log_e: log e(z|x), (S, B); log_m: log m(z), (S, B);
+    kl: closed-form KL(e(z|x) || m(z)), (B,), or None where the pair has none.
+    """
+
+    log_d: jax.Array
+    log_e: jax.Array
+    log_m: jax.Array
+    kl: jax.Array | None
+
+
+class VAE(nn.Module):
+    """Composes encoder, decoder and marginal; knows nothing of their kinds."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+    marginal: nn.Module
+
+    def __call__(self, x: jax.Array, key: jax.Array, num_samples: int = 1) -> LogTerms:
+        e = self.encoder(x)
+        m = self.marginal(self.encoder)
+        z, log_e = e.sample_and_log_prob(key, num_samples)  # (S, B, L), (S, B)
+        s, b = log_e.shape
+        # The decoder sees S*B latents at once; x is repeated to match.
+        x_rep = jnp.broadcast_to(x, (s,) + x.shape).reshape((s * b,) + x.shape[1:])
+        log_d = self.decoder(z.reshape((s * b,) + z.shape[2:])).log_prob(x_rep).reshape(s, b)
+        return LogTerms(log_d=log_d, log_e=log_e, log_m=m.log_prob(z), kl=kl_divergence(e, m))

@@ -1,0 +1,45 @@
+"""Rate, distortion and bounds from a model's log-densities, and the training objectives.
+
+All quantities are per example, in nats. From S samples z_s ~ e(z|x):
+  distortion D = -mean_s log d(x|z_s)
+  rate R       = KL(e(z|x) || m(z)) in closed form where the pair has one, else
+                 mean_s [log e(z_s|x) - log m(z_s)]  (Monte Carlo)
+  ELBO         = -(R + D)
+  IWAE_S       = logsumexp_s [log d(x|z_s) + log m(z_s) - log e(z_s|x)] - log S
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict
+
+import jax
+import jax.numpy as jnp
+
+from rdsweep.models import LogTerms
+
+
+def rate_estimator(terms: LogTerms) -> str:
+    """'analytic' or 'monte_carlo': how `rate_distortion` computes the rate of these terms."""
+    return "monte_carlo" if terms.kl is None else "analytic"
+
+
+def rate_distortion(terms: LogTerms) -> Dict[str, jax.Array]:
+    """Per-example rate, its Monte Carlo estimate, distortion, ELBO and IWAE; each (B,)."""
+    rate_mc = jnp.mean(terms.log_e - terms.log_m, axis=0)
+    rate = rate_mc if terms.kl is None else terms.kl
+    distortion = -jnp.mean(terms.log_d, axis=0)
+    log_w = terms.log_d + terms.log_m - terms.log_e
+    iwae = jax.nn.logsumexp(log_w, axis=0) - jnp.log(log_w.shape[0])
+    return {"rate": rate, "rate_mc": rate_mc, "distortion": distortion,
+            "elbo": -(rate + distortion), "iwae": iwae}
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaObjective:
+    """D + beta * R (beta = 1: the negative ELBO)."""
+
+    beta: float
+
+    def __call__(self, rate: jax.Array, distortion: jax.Array) -> jax.Array:
+        return distortion + self.beta * rate

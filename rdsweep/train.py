@@ -1,0 +1,90 @@
+"""The training loop: a pure `train_step`, many steps per compiled call under `lax.scan`.
+
+The training images stay on the device as uint8; each step draws its batch there (uniformly,
+with replacement) with a key folded from the run's key and the step number, so a run's
+randomness depends only on (seed, step) and not on how steps are grouped into calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Callable, Dict, Iterator, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from rdsweep.input_pipeline import prepare_batch
+from rdsweep.objectives import rate_distortion
+
+log = logging.getLogger(__name__)
+
+Metrics = Dict[str, jax.Array]
+
+
+class TrainState(train_state.TrainState):
+    key: jax.Array  # the run's base key; step keys are folded from it
+
+
+def create_state(model, optimizer: optax.GradientTransformation, example: jax.Array,
+                 key: jax.Array) -> TrainState:
+    """Initialises parameters from one example batch, shape (B, *image)."""
+    init_key, run_key = jax.random.split(key)
+    params = model.init(init_key, example, init_key)["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, key=run_key)
+
+
+def make_train_step(objective: Callable, batch_size: int,
+                    binarization: str) -> Callable[[TrainState, jax.Array], Tuple[TrainState, Metrics]]:
+    """Returns the pure step (state, train_images) -> (state, batch-mean metrics in nats)."""
+
+    def train_step(state: TrainState, images: jax.Array) -> Tuple[TrainState, Metrics]:
+        k_idx, k_bin, k_z = jax.random.split(jax.random.fold_in(state.key, state.step), 3)
+        idx = jax.random.randint(k_idx, (batch_size,), 0, images.shape[0])
+        x = prepare_batch(images[idx], k_bin, binarization)
+
+        def loss_fn(params):
+            q = rate_distortion(state.apply_fn({"params": params}, x, k_z))
+            return jnp.mean(objective(q["rate"], q["distortion"])), q
+
+        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        metrics = {"loss": loss, **{k: q[k].mean() for k in ("rate", "distortion", "elbo")}}
+        return state.apply_gradients(grads=grads), metrics
+
+    return train_step
+
+
+def make_train_chunk(train_step: Callable) -> Callable:
+    """Jits `n` steps as one scan; the state's buffers are donated (updated in place)."""
+
+    @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
+    def train_chunk(state: TrainState, images: jax.Array, n: int) -> Tuple[TrainState, Metrics]:
+        return jax.lax.scan(lambda s, _: train_step(s, images), state, None, length=n)
+
+    return train_chunk
+
+
+def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int,
+          chunk: int, batch_size: int) -> Iterator[Tuple[TrainState, Dict[str, float]]]:
+    """Runs `steps` steps in calls of `chunk` steps; yields the state and a log row per call.
+
+    The row holds the step reached, the chunk's mean loss/rate/distortion/elbo and images/s.
+    """
+    train_chunk = make_train_chunk(train_step)
+    start = time.perf_counter()
+    done = int(state.step)
+    while done < steps:
+        n = min(chunk, steps - done)
+        t0 = time.perf_counter()
+        state, metrics = train_chunk(state, images, n)
+        row = {k: float(v.mean()) for k, v in jax.device_get(metrics).items()}
+        done += n
+        dt = time.perf_counter() - t0
+        row = {"step": done, **row, "images_per_s": n * batch_size / dt,
+               "seconds": time.perf_counter() - start}
+        log.info("step %d  loss %.2f  R %.2f  D %.2f  ELBO %.2f  %.0f images/s", done,
+                 row["loss"], row["rate"], row["distortion"], row["elbo"], row["images_per_s"])
+        yield state, row
