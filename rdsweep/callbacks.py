@@ -64,7 +64,7 @@ class ValidateConfig(Callback):
             check(config)
             for override in overrides:
                 key = override.key_or_group
-                if override.is_sweep() and not isinstance(OmegaConf.select(config, key),
+                if override.is_sweep_override() and not isinstance(OmegaConf.select(config, key),
                                                           DictConfig):
                     for value in override.sweep_iterator():
                         trial = config.copy()

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 def run_slug(override_dirname: str) -> str:
     """A sweep job's folder name from its overrides: readable, filesystem-safe, unique."""
     safe = re.sub(r"[^A-Za-z0-9=.,_+-]", "_", override_dirname) or "base"
-    if safe != override_dirname or len(safe) > 100:
-        safe = f"{safe[:80]}-{hashlib.sha256(override_dirname.encode()).hexdigest()[:8]}"
+    if safe != override_dirname or len(safe) > 160:
+        safe = f"{safe[:150]}-{hashlib.sha256(override_dirname.encode()).hexdigest()[:8]}"
     return safe
 
 

@@ -1,0 +1,122 @@
+"""The rdsweep command in a subprocess: sweeps, bad input, and finished runs left alone."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TINY = ["train.steps=300", "train.log_every=100", "eval.iwae_samples=2",
+        "eval.train_examples=0", "eval.batch_size=1000"]
+
+
+def rdsweep(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "rdsweep", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=600)
+
+
+def read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_multirun_writes_one_completed_result_per_beta(tfds_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    p = rdsweep("-m", "beta=0.1,3", f"hydra.sweep.dir={sweep}", f"data.dir={tfds_dir}", *TINY,
+                cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    runs = sorted(os.listdir(sweep))  # one folder per job, named by its overrides
+    assert len(runs) == 3 and runs[2] == "multirun.yaml", runs
+    assert runs[0].startswith("beta=0.1,") and runs[1].startswith("beta=3,"), runs
+    low, high = (read(sweep / r / "metrics.json") for r in runs[:2])
+    assert low["status"] == high["status"] == "completed"
+    assert low["config"]["beta"] == 0.1 and high["config"]["beta"] == 3
+    assert low["test"]["rate"] > high["test"]["rate"] + 5.0, (low["test"], high["test"])
+    assert (sweep / runs[0] / "train_log.csv").read_text().count("\n") == 4  # header + 3 rows
+    assert (sweep / runs[0] / ".hydra" / "config.yaml").exists()
+
+
+BAD = [
+    (["beta=-1"], "beta=-1.0 is invalid: must be >= 0"),
+    (["train.batch_size=0"], "train.batch_size=0 is invalid: must be an integer >= 1"),
+    (["train.steps=0"], "train.steps=0 is invalid: must be an integer >= 1"),
+    (["latent_dim=0"], "latent_dim=0 is invalid: must be an integer >= 1"),
+    (["data.dir=/no/such/folder"], "data.dir=/no/such/folder is invalid: no such directory"),
+    (["data.binarization=grey"], "data.binarization=grey is invalid: must be one of"),
+    (["-m", "beta=1,-2"], "beta=-2.0 is invalid: must be >= 0"),
+    (["-m", "train.steps=10,0"], "train.steps=0 is invalid"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_value_fails_at_start_with_one_line(args, message, tfds_dir, tmp_path):
+    out = tmp_path / "out"
+    extra = [] if any(a.startswith("data.dir") for a in args) else [f"data.dir={tfds_dir}"]
+    p = rdsweep(*args, *extra, f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [f"rdsweep: error: {message}"] or (
+        message in p.stderr and len(p.stderr.strip().splitlines()) == 1), p.stderr
+    assert not out.exists()  # nothing written, not even Hydra's folder
+
+
+HYDRA_BAD = [
+    (["encoder=nope"], "encoder"),  # Hydra lists the available options
+    (["trian.steps=5"], "trian"),
+    (["beta=abc"], "beta"),
+    (["train.steps=1.5"], "train.steps"),
+]
+
+
+@pytest.mark.parametrize("args,name", HYDRA_BAD, ids=[" ".join(a) for a, _ in HYDRA_BAD])
+def test_unknown_or_mistyped_option_fails_with_hydras_message(args, name, tfds_dir, tmp_path):
+    out = tmp_path / "out"
+    p = rdsweep(*args, f"data.dir={tfds_dir}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert p.returncode != 0
+    assert name in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert not out.exists()
+
+
+def test_unknown_group_option_lists_the_valid_ones(tfds_dir, tmp_path):
+    p = rdsweep("decoder=pixelcnnn", f"data.dir={tfds_dir}", cwd=tmp_path)
+    assert p.returncode != 0 and "Available options in 'decoder'" in p.stderr
+    assert "mlp" in p.stderr
+
+
+def test_missing_data_offline_fails_with_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    p = rdsweep(f"data.dir={empty}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        f"rdsweep: error: dataset 'binarized_mnist' is not prepared in data_dir {empty} "
+        "(data.download=false): set data.dir (or TFDS_DATA_DIR) to a tfds data_dir that holds it, "
+        "or prepare it with data.download=true on a machine with internet and TensorFlow "
+        "(pip install 'rdsweep[download]')"]
+    assert not out.exists() and os.listdir(empty) == []
+
+
+def test_finished_run_is_never_overwritten(tfds_dir, tmp_path):
+    out = tmp_path / "run"
+    args = [f"data.dir={tfds_dir}", f"hydra.run.dir={out}", *TINY]
+    first = rdsweep(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    snapshot = {p: (out / p).read_bytes() for p in ("metrics.json", "train_log.csv",
+                                                     ".hydra/config.yaml")}
+    assert read(out / "metrics.json")["status"] == "completed"
+
+    again = rdsweep(*args, cwd=tmp_path)  # the same config: skipped, said so
+    assert again.returncode == 0 and "not run again" in again.stderr, again.stderr
+    other = rdsweep(*args, "beta=2", cwd=tmp_path)  # another config: refused
+    assert other.returncode == 2
+    assert "already holds a completed run of another config" in other.stderr
+    assert {p: (out / p).read_bytes() for p in snapshot} == snapshot
+
+
+def test_python_dash_m_and_console_script_agree(tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "rdsweep")
+    a = subprocess.run([cli, "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True)
+    b = rdsweep("--cfg", "job", cwd=tmp_path)
+    assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+    assert a.stdout == b.stdout and "latent_dim: 64" in a.stdout
