@@ -20,12 +20,24 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 
+# Model configs take their shapes from the top level by interpolation, so that nested
+# options (the conv encoder inside conv_iaf) see them too.
+LATENT = "${latent_dim}"
+IMAGE = "${data.image_shape}"
+SIZE = "${size}"
+
+
 @dataclass
 class DataConfig:
     name: str = MISSING  # tensorflow-datasets name
-    binarization: str = "static"  # static: data already 0/1; dynamic: Bernoulli(x/255) per use
+    # static: one fixed draw (data already 0/1 is kept as is); dynamic: Bernoulli(x) per use
+    binarization: str = "static"
+    static_seed: int = 0  # the fixed draw of static binarization of grey data
     train_split: str = "train"
-    test_split: str = "test"
+    test_split: str = "test"  # e.g. validation (binarized_mnist has one)
+    image_shape: List[int] = field(default_factory=lambda: [28, 28, 1])  # after preprocessing
+    invert: bool = False  # ink = 1 - value (Omniglot stores ink as 0)
+    resize: str = "none"  # PIL filter to reach image_shape: none, box, bilinear, lanczos
     dir: Optional[str] = None  # tfds data_dir; null -> $TFDS_DATA_DIR or tfds' default
     download: bool = False  # let tfds download and prepare (needs internet and TensorFlow)
     # Decoded arrays are cached here so that later runs start fast.
@@ -35,6 +47,7 @@ class DataConfig:
 @dataclass
 class EncoderConfig:
     _target_: str = MISSING
+    latent_dim: int = LATENT  # type: ignore[assignment]
 
 
 @dataclass
@@ -44,8 +57,26 @@ class MLPEncoderConfig(EncoderConfig):
 
 
 @dataclass
+class ConvEncoderConfig(EncoderConfig):
+    _target_: str = "rdsweep.conv.ConvEncoder"
+    size: str = SIZE
+    channels: Optional[List[int]] = None  # overrides the size preset
+
+
+@dataclass
+class ConvIAFEncoderConfig(EncoderConfig):
+    _target_: str = "rdsweep.flows.IAFEncoder"
+    base: ConvEncoderConfig = field(default_factory=ConvEncoderConfig)
+    size: str = SIZE
+    steps: int = 4
+    hidden: Optional[List[int]] = None  # MADE widths; overrides the size preset
+    context: bool = False  # condition the flow on x (costly with a VampPrior)
+
+
+@dataclass
 class DecoderConfig:
     _target_: str = MISSING
+    image_shape: List[int] = IMAGE  # type: ignore[assignment]
 
 
 @dataclass
@@ -55,18 +86,57 @@ class MLPDecoderConfig(DecoderConfig):
 
 
 @dataclass
+class ConvDecoderConfig(DecoderConfig):
+    _target_: str = "rdsweep.conv.ConvDecoder"
+    size: str = SIZE
+    channels: Optional[List[int]] = None
+
+
+@dataclass
+class PixelCNNDecoderConfig(DecoderConfig):
+    _target_: str = "rdsweep.pixelcnn.PixelCNNDecoder"
+    size: str = SIZE
+    depth: Optional[int] = None
+    resnets_per_block: Optional[int] = None
+
+
+@dataclass
 class MarginalConfig:
     _target_: str = MISSING
+    latent_dim: int = LATENT  # type: ignore[assignment]
 
 
 @dataclass
 class GaussianMarginalConfig(MarginalConfig):
-    _target_: str = "rdsweep.models.StandardGaussianMarginal"
+    _target_: str = "rdsweep.marginals.StandardGaussianMarginal"
+
+
+@dataclass
+class MixtureMarginalConfig(MarginalConfig):
+    _target_: str = "rdsweep.marginals.MixtureMarginal"
+    components: int = 10
+
+
+@dataclass
+class VampMarginalConfig(MarginalConfig):
+    _target_: str = "rdsweep.marginals.VampPrior"
+    image_shape: List[int] = IMAGE  # type: ignore[assignment]
+    size: str = SIZE
+    pseudo_inputs: Optional[int] = None  # overrides the size preset (paper 500, small 50)
+
+
+@dataclass
+class MAFMarginalConfig(MarginalConfig):
+    _target_: str = "rdsweep.flows.MAFMarginal"
+    size: str = SIZE
+    steps: int = 4
+    hidden: Optional[List[int]] = None
 
 
 @dataclass
 class ObjectiveConfig:
     _target_: str = MISSING
+    warmup_steps: int = 0  # KL annealing: the rate's weight rises from 0 over these steps
 
 
 @dataclass
@@ -76,10 +146,22 @@ class BetaObjectiveConfig(ObjectiveConfig):
 
 
 @dataclass
+class TargetRateObjectiveConfig(ObjectiveConfig):
+    _target_: str = "rdsweep.objectives.TargetRateObjective"
+    sigma: float = "${sigma}"  # type: ignore[assignment]
+
+
+@dataclass
 class TrainConfig:
     steps: int = 6000
+    epochs: Optional[float] = None  # if set: steps = ceil(epochs * train examples / batch_size)
     batch_size: int = 64
     lr: float = 1e-3
+    normalize_gradients: bool = False  # Adam on g / ||g|| (the paper's optimiser)
+    # Hold lr, then decay it linearly to 0 at the last step; the hold in steps or epochs
+    # (at most one; neither: constant lr).
+    lr_hold_steps: Optional[int] = None
+    lr_hold_epochs: Optional[float] = None
     log_every: int = 500  # steps per compiled chunk and per log line
 
 
@@ -88,6 +170,7 @@ class EvalConfig:
     iwae_samples: int = 100  # k of the IWAE bound
     batch_size: int = 500  # examples per evaluation batch
     train_examples: int = 10000  # the first N training examples are evaluated too (0: none)
+    image_examples: int = 10  # test inputs, reconstructions and samples in images.png (0: none)
 
 
 @dataclass
@@ -99,22 +182,38 @@ class Config:
     objective: ObjectiveConfig = MISSING
     seed: int = 0
     latent_dim: int = 64
+    size: str = "small"  # network presets: small (CPU-sized) or paper (appendix F)
     beta: float = 1.0
+    sigma: float = 10.0  # target rate (nats) of objective=target_rate
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+OPTIONS = {
+    "encoder": {"mlp": MLPEncoderConfig, "conv": ConvEncoderConfig,
+                "conv_iaf": ConvIAFEncoderConfig},
+    "decoder": {"mlp": MLPDecoderConfig, "conv": ConvDecoderConfig,
+                "pixelcnn": PixelCNNDecoderConfig},
+    "marginal": {"gaussian": GaussianMarginalConfig, "mixture": MixtureMarginalConfig,
+                 "vamp": VampMarginalConfig, "maf": MAFMarginalConfig},
+    "objective": {"beta": BetaObjectiveConfig, "target_rate": TargetRateObjectiveConfig},
+    "data": {
+        "binarized_mnist": DataConfig(name="binarized_mnist"),
+        "mnist": DataConfig(name="mnist", binarization="dynamic"),
+        # 105x105, ink 0 -> 28x28, ink 1: PIL's box filter averages each 3.75-pixel cell.
+        "omniglot": DataConfig(name="omniglot", binarization="dynamic", invert=True,
+                               resize="box"),
+    },
+}
 
 
 def register() -> None:
     """Stores the schema and every group option in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="rdsweep_schema", node=Config)
-    cs.store(group="data", name="binarized_mnist",
-             node=DataConfig(name="binarized_mnist", binarization="static"))
-    cs.store(group="data", name="mnist", node=DataConfig(name="mnist", binarization="dynamic"))
-    cs.store(group="encoder", name="mlp", node=MLPEncoderConfig)
-    cs.store(group="decoder", name="mlp", node=MLPDecoderConfig)
-    cs.store(group="marginal", name="gaussian", node=GaussianMarginalConfig)
-    cs.store(group="objective", name="beta", node=BetaObjectiveConfig)
+    for group, options in OPTIONS.items():
+        for name, node in options.items():
+            cs.store(group=group, name=name, node=node)
 
 
 class ConfigError(ValueError):
@@ -134,6 +233,21 @@ _RANGES = [
     ("eval.train_examples", lambda c: c.eval.train_examples >= 0, "must be an integer >= 0"),
     ("data.binarization", lambda c: c.data.binarization in ("static", "dynamic"),
      "must be one of: static, dynamic"),
+    ("data.resize", lambda c: c.data.resize in ("none", "box", "bilinear", "lanczos"),
+     "must be one of: none, box, bilinear, lanczos"),
+    ("size", lambda c: c.size in ("small", "paper"), "must be one of: small, paper"),
+    ("sigma", lambda c: c.sigma >= 0, "must be >= 0"),
+    ("objective.warmup_steps", lambda c: c.objective.warmup_steps >= 0,
+     "must be an integer >= 0"),
+    ("train.epochs", lambda c: c.train.epochs is None or c.train.epochs > 0, "must be > 0"),
+    ("train.lr_hold_steps", lambda c: c.train.lr_hold_steps is None or c.train.lr_hold_steps >= 0,
+     "must be an integer >= 0"),
+    ("train.lr_hold_epochs",
+     lambda c: c.train.lr_hold_epochs is None or c.train.lr_hold_epochs >= 0, "must be >= 0"),
+    ("train.lr_hold_epochs",
+     lambda c: c.train.lr_hold_steps is None or c.train.lr_hold_epochs is None,
+     "give at most one of train.lr_hold_steps and train.lr_hold_epochs"),
+    ("eval.image_examples", lambda c: c.eval.image_examples >= 0, "must be an integer >= 0"),
 ]
 
 

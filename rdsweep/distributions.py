@@ -84,3 +84,24 @@ def kl_divergence(q: Distribution, p: Distribution) -> Optional[jax.Array]:
     """KL(q || p) in nats, shape q's batch shape, or None without a closed form."""
     fn = _KL.get((type(q), type(p)))
     return None if fn is None else fn(q, p)
+
+
+class Mixture(Distribution):
+    """sum_k softmax(logits)_k components_k(z); components: any distribution with batch (K,).
+
+    log_prob broadcasts value (..., D) against the K components at once: (...,).
+    """
+
+    logits: jax.Array  # (K,)
+    components: Distribution
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        log_w = jax.nn.log_softmax(self.logits)
+        return jax.nn.logsumexp(log_w + self.components.log_prob(value[..., None, :]), axis=-1)
+
+    def sample_and_log_prob(self, key, n):
+        k_comp, k_z = jax.random.split(key)
+        which = jax.random.categorical(k_comp, self.logits, shape=(n,))
+        every = self.components.sample(k_z, n)  # (n, K, D): one draw from each component
+        z = jnp.take_along_axis(every, which[:, None, None], axis=1)[:, 0]
+        return z, self.log_prob(z)

@@ -9,47 +9,46 @@ from typing import Any, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
 from rdsweep.evaluate import evaluate
-from rdsweep.input_pipeline import check_binarization, load_split
+from rdsweep.input_pipeline import load_split
 from rdsweep.models import VAE
 from rdsweep.outputs import write_metrics, write_train_log
-from rdsweep.train import create_state, make_train_step, train
+from rdsweep.train import create_state, make_optimizer, make_train_step, total_steps, train
 
 log = logging.getLogger(__name__)
 
 
-def build_model(cfg: DictConfig, image_shape: Tuple[int, ...]) -> VAE:
+def build_model(cfg: DictConfig) -> VAE:
     """The VAE of the configured encoder, decoder and marginal options."""
-    build = lambda node, **kw: instantiate(node, _convert_="all", **kw)
-    return VAE(encoder=build(cfg.encoder, latent_dim=cfg.latent_dim),
-               decoder=build(cfg.decoder, image_shape=tuple(image_shape)),
-               marginal=build(cfg.marginal, latent_dim=cfg.latent_dim))
+    build = lambda node: instantiate(node, _convert_="all")
+    return VAE(encoder=build(cfg.encoder), decoder=build(cfg.decoder),
+               marginal=build(cfg.marginal))
 
 
 def run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     """Trains and evaluates one model; writes train_log.csv and metrics.json into run_dir."""
     start = time.perf_counter()
     data = cfg.data
-    train_images = load_split(data.name, data.train_split, data)
-    test_images = load_split(data.name, data.test_split, data)
-    check_binarization(train_images, data.name, data.binarization)
+    train_images = load_split(data.train_split, data)
+    test_images = load_split(data.test_split, data)
 
     init_key, eval_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    model = build_model(cfg, train_images.shape[1:])
+    model = build_model(cfg)
     objective = instantiate(cfg.objective)
     example = jnp.zeros((1,) + train_images.shape[1:], jnp.float32)
-    state = create_state(model, optax.adam(cfg.train.lr), example, init_key)
+    n_train = len(train_images)
+    state = create_state(model, make_optimizer(cfg.train, n_train), example, init_key)
     step = make_train_step(objective, cfg.train.batch_size, data.binarization)
 
     metrics: Dict[str, Any] = {"config_hash": config_lib.config_hash(cfg),
                                "config": OmegaConf.to_container(config_lib.job_config(cfg))}
     rows = []
-    for state, row in train(state, step, jax.device_put(train_images), cfg.train.steps,
+    for state, row in train(state, step, jax.device_put(train_images),
+                            total_steps(cfg.train, n_train),
                             cfg.train.log_every, cfg.train.batch_size):
         rows.append(row)
         write_train_log(run_dir, rows)

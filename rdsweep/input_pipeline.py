@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from typing import Optional
 
 import jax
@@ -61,37 +62,73 @@ def _decode(source) -> np.ndarray:
     for start in range(0, len(source), _DECODE_CHUNK):
         idx = list(range(start, min(start + _DECODE_CHUNK, len(source))))
         chunks.append(np.stack([ex["image"] for ex in source.__getitems__(idx)]))
-    return np.concatenate(chunks).astype(np.uint8)
+    return np.concatenate(chunks)
 
 
-def load_split(name: str, split: str, data_cfg) -> np.ndarray:
-    """All images of one split, (N, H, W, C) uint8, from the cache or decoded from tfds."""
-    check_available(data_cfg)  # first: tfds' own message misleads here
+_FILTERS = {"box": "BOX", "bilinear": "BILINEAR", "lanczos": "LANCZOS"}
+
+
+def preprocess(raw: np.ndarray, data_cfg) -> np.ndarray:
+    """Raw tfds images (N, h, w, c), 0/1 or 0..255 -> (N, *data.image_shape) grey levels 0..255.
+
+    Channels are averaged down to the configured count, ink is inverted if data.invert, and the
+    image is resized with the PIL filter data.resize (on float grey levels, so a box filter gives
+    each output pixel the ink fraction of its cell).
+    """
+    from PIL import Image
+
+    height, width, channels = data_cfg.image_shape
+    x = raw.astype(np.float32) / (255.0 if raw.max() > 1 else 1.0)
+    if x.shape[-1] != channels:
+        x = x.mean(axis=-1, keepdims=True)
+    if data_cfg.invert:
+        x = 1.0 - x
+    if x.shape[1:3] != (height, width):
+        if data_cfg.resize == "none" or channels != 1:
+            raise DataError(
+                f"data.image_shape={list(data_cfg.image_shape)}: '{data_cfg.name}' images are "
+                f"{x.shape[1]}x{x.shape[2]}; set data.resize to box, bilinear or lanczos "
+                "(single-channel images only)")
+        method = getattr(Image.Resampling, _FILTERS[data_cfg.resize])
+        x = np.stack([np.asarray(Image.fromarray(im[..., 0], mode="F").resize(
+            (width, height), method)) for im in x])[..., None]
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def load_split(split: str, data_cfg) -> np.ndarray:
+    """All images of one split as (N, *image_shape) uint8 grey levels: 0/255 after static
+    binarization (one fixed Bernoulli draw, seeded by data.static_seed and the split; data that is
+    already binary stays as it is), 0..255 for dynamic binarization.
+    """
     directory = data_dir(data_cfg.dir)
+    check_available(data_cfg)  # first: tfds' own message misleads here
+    name = data_cfg.name
     source = _open(name, split, directory, data_cfg.download)
     version = source.dataset_info.version
-    path = os.path.join(os.path.expanduser(data_cfg.cache_dir), f"{name}-{version}-{split}.npy")
+    shape = "x".join(map(str, data_cfg.image_shape))
+    key = f"{name}-{version}-{split}-{shape}-{data_cfg.resize}{'-inverted' if data_cfg.invert else ''}"
+    path = os.path.join(os.path.expanduser(data_cfg.cache_dir), key + ".npy")
     if os.path.exists(path):
-        return np.load(path)
-    log.info("decoding %s/%s split %s from %s (once; cached at %s)", name, version, split,
-             directory, path)
-    images = _decode(source)
-    atomic_write(path, lambda f: np.save(f, images), binary=True)
+        images = np.load(path)
+    else:
+        log.info("decoding %s/%s split %s from %s (once; cached at %s)", name, version, split,
+                 directory, path)
+        images = preprocess(_decode(source), data_cfg)
+        atomic_write(path, lambda f: np.save(f, images), binary=True)
+    if data_cfg.binarization == "static":
+        rng = np.random.default_rng([data_cfg.static_seed, zlib.crc32(split.encode())])
+        images = np.where(rng.random(images.shape, np.float32) * 255.0 < images, 255, 0)
+        images = images.astype(np.uint8)
     return images
 
 
-def check_binarization(images: np.ndarray, name: str, binarization: str) -> None:
-    """Static binarization needs data that is already 0/1."""
-    if binarization == "static" and images.max() > 1:
-        raise DataError(f"data.binarization=static needs 0/1 images, but '{name}' has grey "
-                        "levels up to 255: use data.binarization=dynamic")
-
-
 def prepare_batch(images: jax.Array, key: jax.Array, binarization: str) -> jax.Array:
-    """uint8 images -> float32 in {0, 1}: as stored (static) or a fresh Bernoulli draw (dynamic)."""
+    """uint8 grey levels -> float32 in {0, 1}: as stored (static, already 0/255) or a fresh
+    Bernoulli(x / 255) draw (dynamic)."""
+    p = images.astype(jnp.float32) / 255.0
     if binarization == "dynamic":
-        return jax.random.bernoulli(key, images.astype(jnp.float32) / 255.0).astype(jnp.float32)
-    return images.astype(jnp.float32)
+        return jax.random.bernoulli(key, p).astype(jnp.float32)
+    return p
 
 
 def check_available(data_cfg) -> None:

@@ -63,15 +63,6 @@ class MLPDecoder(nn.Module):
                          event_ndims=len(self.image_shape))
 
 
-class StandardGaussianMarginal(nn.Module):
-    """The fixed marginal m(z) = N(0, I)."""
-
-    latent_dim: int
-
-    def __call__(self, encoder: nn.Module | None = None) -> DiagGaussian:
-        return DiagGaussian(jnp.zeros(self.latent_dim), jnp.ones(self.latent_dim))
-
-
 class LogTerms(struct.PyTreeNode):
     """Per-sample log-densities (nats) of S samples z ~ e(z|x) for B inputs.
 

@@ -35,11 +35,31 @@ def rate_distortion(terms: LogTerms) -> Dict[str, jax.Array]:
             "elbo": -(rate + distortion), "iwae": iwae}
 
 
+def warmup(step: jax.Array, warmup_steps: int) -> jax.Array:
+    """KL annealing weight: rises linearly from 0 at step 0 to 1 at `warmup_steps` (0: always 1)."""
+    if warmup_steps <= 0:
+        return jnp.ones((), jnp.float32)
+    return jnp.minimum(1.0, step / warmup_steps).astype(jnp.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class BetaObjective:
-    """D + beta * R (beta = 1: the negative ELBO)."""
+    """D + beta * R (beta = 1: the negative ELBO); beta is annealed over `warmup_steps`."""
 
     beta: float
+    warmup_steps: int = 0
 
-    def __call__(self, rate: jax.Array, distortion: jax.Array) -> jax.Array:
-        return distortion + self.beta * rate
+    def __call__(self, rate: jax.Array, distortion: jax.Array, step: jax.Array) -> jax.Array:
+        """rate, distortion: batch means (nats); step: the optimiser step. Returns the loss."""
+        return distortion + self.beta * warmup(step, self.warmup_steps) * rate
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetRateObjective:
+    """D + |sigma - R|: pins the (batch-mean) rate at sigma nats; the penalty is annealed."""
+
+    sigma: float
+    warmup_steps: int = 0
+
+    def __call__(self, rate: jax.Array, distortion: jax.Array, step: jax.Array) -> jax.Array:
+        return distortion + warmup(step, self.warmup_steps) * jnp.abs(self.sigma - rate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from typing import Callable, Dict, Iterator, Tuple
 
@@ -27,6 +28,30 @@ Metrics = Dict[str, jax.Array]
 
 class TrainState(train_state.TrainState):
     key: jax.Array  # the run's base key; step keys are folded from it
+
+
+def total_steps(train_cfg, train_examples: int) -> int:
+    """train.steps, or train.epochs converted to steps of train.batch_size examples."""
+    if train_cfg.epochs is None:
+        return train_cfg.steps
+    return max(1, math.ceil(train_cfg.epochs * train_examples / train_cfg.batch_size))
+
+
+def make_optimizer(train_cfg, train_examples: int) -> optax.GradientTransformation:
+    """Adam, optionally on normalized gradients g / ||g|| (global norm), with the learning rate
+    held for lr_hold_steps (or lr_hold_epochs) and then decayed linearly to 0 at the last step.
+    """
+    steps = total_steps(train_cfg, train_examples)
+    hold = train_cfg.lr_hold_steps
+    if train_cfg.lr_hold_epochs is not None:
+        hold = round(train_cfg.lr_hold_epochs * train_examples / train_cfg.batch_size)
+    lr = train_cfg.lr
+    if hold is not None and hold < steps:
+        lr = optax.join_schedules(
+            [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, steps - hold)], [hold])
+    adam = optax.adam(lr)
+    return optax.chain(optax.normalize_by_update_norm(), adam) if train_cfg.normalize_gradients \
+        else adam
 
 
 def create_state(model, optimizer: optax.GradientTransformation, example: jax.Array,
@@ -48,7 +73,7 @@ def make_train_step(objective: Callable, batch_size: int,
 
         def loss_fn(params):
             q = rate_distortion(state.apply_fn({"params": params}, x, k_z))
-            return jnp.mean(objective(q["rate"], q["distortion"])), q
+            return objective(q["rate"].mean(), q["distortion"].mean(), state.step), q
 
         (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         metrics = {"loss": loss, **{k: q[k].mean() for k in ("rate", "distortion", "elbo")}}

@@ -51,8 +51,8 @@ def matmul_flops(repeats: int, sizes=(512, 1024, 2048)) -> dict:
 
 def training_rate(cfg, steps: int, repeats: int) -> dict:
     """images/s of `steps` training steps in one compiled scan, and XLA's FLOP count per image."""
-    images = jax.device_put(load_split(cfg.data.name, cfg.data.train_split, cfg.data))
-    model = build_model(cfg, images.shape[1:])
+    images = jax.device_put(load_split(cfg.data.train_split, cfg.data))
+    model = build_model(cfg)
     example = jnp.zeros((1,) + images.shape[1:], jnp.float32)
     state = create_state(model, optax.adam(cfg.train.lr), example, jax.random.PRNGKey(0))
     step = make_train_step(instantiate(cfg.objective), cfg.train.batch_size, cfg.data.binarization)

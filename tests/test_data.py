@@ -3,52 +3,78 @@ import os
 import numpy as np
 import jax
 import pytest
-from omegaconf import OmegaConf
 
 from rdsweep import input_pipeline
-from rdsweep.input_pipeline import DataError, check_binarization, load_split, prepare_batch
+from rdsweep.input_pipeline import DataError, load_split, prepare_batch
 
 
-def _data_cfg(tfds_dir, cache, **kw):
-    base = dict(name="binarized_mnist", binarization="static", dir=tfds_dir, download=False,
-                cache_dir=str(cache), train_split="train", test_split="test")
-    return OmegaConf.create({**base, **kw})
+@pytest.fixture
+def data_cfg(make_cfg, tmp_path):
+    """The data config of a data option, with a fresh cache folder."""
+
+    def make(option="binarized_mnist", *overrides):
+        return make_cfg(f"data={option}", f"data.cache_dir={tmp_path / 'cache'}", *overrides).data
+
+    return make
 
 
-def test_binarized_mnist_test_split_is_static_binary(tfds_dir, tmp_path):
-    images = load_split("binarized_mnist", "test", _data_cfg(tfds_dir, tmp_path))
+def test_binarized_mnist_test_split_is_static_binary(data_cfg):
+    images = load_split("test", data_cfg())
     assert images.shape == (10000, 28, 28, 1) and images.dtype == np.uint8
-    assert set(np.unique(images)) == {0, 1}
-    assert 0.1 < images.mean() < 0.2  # MNIST digits cover about 13% of the pixels
+    assert set(np.unique(images)) == {0, 255}
+    assert 0.1 < images.mean() / 255 < 0.2  # MNIST digits cover about 13% of the pixels
 
 
-def test_second_load_reads_the_cache_not_tfds(tfds_dir, tmp_path, monkeypatch):
-    cfg = _data_cfg(tfds_dir, tmp_path)
-    first = load_split("binarized_mnist", "validation", cfg)
-    assert os.listdir(tmp_path) == ["binarized_mnist-1.0.0-validation.npy"]
+def test_second_load_reads_the_cache_not_tfds(data_cfg, tmp_path, monkeypatch):
+    cfg = data_cfg()
+    first = load_split("validation", cfg)
+    assert os.listdir(tmp_path / "cache") == ["binarized_mnist-1.0.0-validation-28x28x1-none.npy"]
 
     def no_decode(_):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(input_pipeline, "_decode", no_decode)
-    np.testing.assert_array_equal(load_split("binarized_mnist", "validation", cfg), first)
+    np.testing.assert_array_equal(load_split("validation", cfg), first)
 
 
-def test_unprepared_data_offline_names_dataset_and_dir(tmp_path):
+def test_unprepared_data_offline_names_dataset_and_dir(data_cfg, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match=r"dataset 'binarized_mnist' is not prepared in data_dir "
                                         + str(empty)):
-        load_split("binarized_mnist", "test", _data_cfg(str(empty), tmp_path / "cache"))
+        load_split("test", data_cfg("binarized_mnist", f"data.dir={empty}"))
     assert os.listdir(empty) == []  # nothing written into the data_dir
 
 
-def test_grey_mnist_needs_dynamic_binarization(tfds_dir, tmp_path):
-    grey = load_split("mnist", "test", _data_cfg(tfds_dir, tmp_path, name="mnist"))
-    assert grey.max() == 255
-    with pytest.raises(DataError, match="data.binarization=dynamic"):
-        check_binarization(grey, "mnist", "static")
-    check_binarization(grey, "mnist", "dynamic")
+def test_static_binarization_of_grey_mnist_is_one_fixed_draw(data_cfg):
+    grey = load_split("test", data_cfg("mnist"))
+    assert grey.max() == 255 and len(np.unique(grey)) > 100  # dynamic: grey levels kept
+    a = load_split("test", data_cfg("mnist", "data.binarization=static"))
+    b = load_split("test", data_cfg("mnist", "data.binarization=static"))
+    c = load_split("test", data_cfg("mnist", "data.binarization=static", "data.static_seed=1"))
+    assert set(np.unique(a)) == {0, 255}
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).mean() > 0.005
+    assert abs(a.mean() - grey.mean()) < 0.5  # E[Bernoulli(x/255)] * 255 = x
+
+
+def test_omniglot_is_inverted_and_box_resized(data_cfg, tfds_dir):
+    import tensorflow_datasets as tfds
+
+    images = load_split("small1", data_cfg("omniglot", "data.train_split=small1"))
+    raw = tfds.data_source("omniglot", split="small1", data_dir=tfds_dir, download=False)
+    ink = np.stack([1 - raw[i]["image"][..., 0] for i in range(50)]).astype(np.float64)
+    assert images.shape == (2720, 28, 28, 1)
+    # a box filter keeps each image's ink mass: mean ink per image matches the 105x105 original
+    np.testing.assert_allclose(images[:50].mean(axis=(1, 2, 3)) / 255, ink.mean(axis=(1, 2)),
+                               atol=0.01)
+    assert 0.02 < images.mean() / 255 < 0.3  # strokes, not background, are ink
+
+
+def test_wrong_image_shape_without_resize_is_refused(data_cfg):
+    with pytest.raises(DataError, match=r"data.image_shape=\[28, 28, 1\]: 'omniglot' images are "
+                                        r"105x105; set data.resize"):
+        load_split("small1", data_cfg("omniglot", "data.resize=none"))
 
 
 def test_dynamic_binarization_draws_fresh_bernoulli_samples():
@@ -58,5 +84,5 @@ def test_dynamic_binarization_draws_fresh_bernoulli_samples():
     assert set(np.unique(a)) == {0.0, 1.0}
     assert abs(a.mean() - 64 / 255) < 0.01  # Bernoulli(x / 255)
     assert (a != b).mean() > 0.2  # a fresh draw per key
-    static = np.asarray(prepare_batch(grey // 64, jax.random.PRNGKey(0), "static"))
+    static = np.asarray(prepare_batch(grey * 0 + 255, jax.random.PRNGKey(0), "static"))
     np.testing.assert_array_equal(static, np.ones((2000, 4, 4, 1), np.float32))

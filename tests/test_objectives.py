@@ -4,7 +4,8 @@ import jax.numpy as jnp
 from scipy import special
 
 from rdsweep.models import LogTerms
-from rdsweep.objectives import BetaObjective, rate_distortion, rate_estimator
+from rdsweep.objectives import (BetaObjective, TargetRateObjective, rate_distortion,
+                                rate_estimator)
 
 
 def _terms(kl):
@@ -41,6 +42,15 @@ def test_elbo_is_exactly_minus_rate_plus_distortion():
                                       np.asarray(-(q["rate"] + q["distortion"])))
 
 
-def test_beta_objective():
-    r, d = jnp.array([2.0, 4.0]), jnp.array([10.0, 1.0])
-    np.testing.assert_allclose(np.asarray(BetaObjective(0.5)(r, d)), [11.0, 3.0])
+def test_beta_objective_and_its_warmup():
+    r, d = jnp.array(4.0), jnp.array(10.0)
+    assert float(BetaObjective(0.5)(r, d, 0)) == 12.0
+    annealed = BetaObjective(0.5, warmup_steps=100)
+    assert [float(annealed(r, d, s)) for s in (0, 50, 100, 500)] == [10.0, 11.0, 12.0, 12.0]
+
+
+def test_target_rate_objective():
+    obj = TargetRateObjective(sigma=5.0)
+    assert float(obj(jnp.array(2.0), jnp.array(10.0), 0)) == 13.0
+    assert float(obj(jnp.array(8.0), jnp.array(10.0), 0)) == 13.0
+    assert float(TargetRateObjective(5.0, warmup_steps=10)(jnp.array(2.0), jnp.array(1.0), 5)) == 2.5

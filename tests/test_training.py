@@ -19,9 +19,9 @@ IMPROVEMENT = 250.0  # nats of test ELBO gained over the untrained model, at lea
 @pytest.fixture(scope="module")
 def trained(make_cfg, data_cache):
     cfg = make_cfg()
-    train_images = load_split("binarized_mnist", "train", cfg.data)
-    test_images = load_split("binarized_mnist", "test", cfg.data)[:1000]
-    model = experiment.build_model(cfg, train_images.shape[1:])
+    train_images = load_split("train", cfg.data)
+    test_images = load_split("test", cfg.data)[:1000]
+    model = experiment.build_model(cfg)
     state = create_state(model, optax.adam(1e-3), np.zeros((1, 28, 28, 1), np.float32),
                          jax.random.PRNGKey(0))
     ev = lambda s, k: evaluate(s.apply_fn, s.params, test_images, jax.random.PRNGKey(1), k,
