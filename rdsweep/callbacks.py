@@ -58,8 +58,11 @@ class ValidateConfig(Callback):
             fail(str(e))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Checks the base config with each swept value of each key, one key at a time."""
-        overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        """Checks the base config with each swept value of each key, one key at a time: the
+        command line's sweeps and those of hydra.sweeper.params (an experiment's grid)."""
+        params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+        lines = [*config.hydra.overrides.task, *(f"{k}={v}" for k, v in params.items())]
+        overrides = OverridesParser.create().parse_overrides(lines)
         try:
             check(config)
             for override in overrides:

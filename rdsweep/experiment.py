@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import Any, Dict, Tuple
 
@@ -14,9 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
 from rdsweep.evaluate import evaluate
-from rdsweep.input_pipeline import load_split
+from rdsweep.images import save_images
+from rdsweep.input_pipeline import load_split, prepare_batch
 from rdsweep.models import VAE
-from rdsweep.outputs import write_metrics, write_train_log
+from rdsweep.outputs import IMAGES, write_metrics, write_train_log
 from rdsweep.train import create_state, make_optimizer, make_train_step, total_steps, train
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,12 @@ def run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     estimator = test.pop("rate_estimator")
     if train_eval:
         train_eval.pop("rate_estimator")
+    if cfg.eval.image_examples:
+        n = cfg.eval.image_examples
+        x = prepare_batch(jnp.asarray(test_images[:n]), jax.random.fold_in(eval_key, 2),
+                          data.binarization)
+        save_images(os.path.join(run_dir, IMAGES), state.apply_fn, state.params, x,
+                    jax.random.fold_in(eval_key, 3))
     metrics.update(status="completed", steps=int(state.step), rate_estimator=estimator,
                    test=test, train=train_eval, train_seconds=train_seconds,
                    seconds=time.perf_counter() - start,

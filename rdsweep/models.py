@@ -92,3 +92,15 @@ class VAE(nn.Module):
         x_rep = jnp.broadcast_to(x, (s,) + x.shape).reshape((s * b,) + x.shape[1:])
         log_d = self.decoder(z.reshape((s * b,) + z.shape[2:])).log_prob(x_rep).reshape(s, b)
         return LogTerms(log_d=log_d, log_e=log_e, log_m=m.log_prob(z), kl=kl_divergence(e, m))
+
+    def reconstruct(self, x: jax.Array, key: jax.Array) -> jax.Array:
+        """z ~ e(z|x), then x' ~ d(x|z): (B, *image) in {0, 1}."""
+        k_z, k_x = jax.random.split(key)
+        z = self.encoder(x).sample(k_z, 1)[0]
+        return self.decoder(z).sample(k_x, 1)[0]
+
+    def generate(self, key: jax.Array, n: int) -> jax.Array:
+        """z ~ m(z), then x ~ d(x|z): (n, *image) in {0, 1}."""
+        k_z, k_x = jax.random.split(key)
+        z = self.marginal(self.encoder).sample(k_z, n)
+        return self.decoder(z).sample(k_x, 1)[0]

@@ -11,6 +11,7 @@ from rdsweep.fileio import atomic_write
 
 METRICS = "metrics.json"
 TRAIN_LOG = "train_log.csv"
+IMAGES = "images.png"
 
 
 def write_metrics(run_dir: str, metrics: Dict[str, Any]) -> None:

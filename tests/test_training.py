@@ -77,3 +77,16 @@ def test_dynamic_mnist_trains(make_cfg, tmp_path):
     m = _run(make_cfg, tmp_path, "m", "data=mnist")
     assert m["status"] == "completed"
     assert all(np.isfinite(m["test"][q]) for q in ("rate", "distortion", "elbo", "iwae"))
+
+
+TARGET_BOUND = 1.5  # nats: |test R - sigma| after 1000 steps
+
+
+def test_target_rate_pins_the_rate(make_cfg, tmp_path):
+    """sigma = 30 lies above the rate this model reaches at beta = 1 (about 21 nats), so
+    D + |sigma - R| must push the rate up to sigma and hold it there."""
+    cfg = make_cfg("objective=target_rate", "sigma=30", "train.steps=1000",
+                   "train.log_every=500", "eval.iwae_samples=2", "eval.train_examples=0",
+                   "eval.image_examples=0")
+    test = experiment.run(cfg, str(tmp_path))["test"]
+    assert abs(test["rate"] - 30.0) < TARGET_BOUND, test
