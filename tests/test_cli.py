@@ -120,3 +120,24 @@ def test_python_dash_m_and_console_script_agree(tmp_path):
     b = rdsweep("--cfg", "job", cwd=tmp_path)
     assert a.returncode == b.returncode == 0, a.stderr + b.stderr
     assert a.stdout == b.stdout and "latent_dim: 64" in a.stdout
+
+
+def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsys):
+    """The grid in hydra.sweeper.params (an experiment preset's) is validated like a
+    command-line sweep, before any job."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import open_dict
+
+    from rdsweep.callbacks import ValidateConfig
+
+    make_cfg()  # registers the configs
+    with initialize_config_module(config_module="rdsweep.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=paper_mnist", f"data.dir={tfds_dir}"],
+                      return_hydra_config=True)
+    ValidateConfig().on_multirun_start(cfg)  # the preset's own grid is valid
+    with open_dict(cfg):
+        cfg.hydra.sweeper.params.beta = "0.1,-1"
+    with pytest.raises(SystemExit) as exit_info:
+        ValidateConfig().on_multirun_start(cfg)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "rdsweep: error: beta=-1.0 is invalid: must be >= 0\n"
