@@ -31,6 +31,7 @@ class MixtureMarginal(nn.Module):
     latent_dim: int
     components: int = 10
 
+    @nn.compact
     def __call__(self, encoder: nn.Module | None = None) -> Mixture:
         shape = (self.components, self.latent_dim)
         loc = self.param("loc", nn.initializers.normal(1.0), shape)
@@ -52,6 +53,7 @@ class VampPrior(nn.Module):
     size: str = "small"
     pseudo_inputs: Optional[int] = None
 
+    @nn.compact
     def __call__(self, encoder: nn.Module) -> Mixture:
         n = self.pseudo_inputs or {"paper": 500, "small": 50}[self.size]
         raw = self.param("pseudo_inputs", nn.initializers.normal(0.1),
