@@ -1,0 +1,304 @@
+"""The convolutional encoder and decoder of appendix F of "Fixing a Broken ELBO".
+
+Every layer except the last of each network is linearly gated,
+h(x) = (W1 x + b1) * sigmoid(W2 x + b2), for any linear layer (`Gated`: dense, conv or transposed
+conv; one layer with twice the outputs, split in half, so W1 and W2 together have
+2 * (weights + biases) of the plain layer).
+
+Sizes: "paper" is appendix F's channel list; "small" halves every width (CPU-sized). A
+`channels` sequence overrides the preset.
+
+The conv layers (`Conv`, `Deconv`) have the parameters and outputs of flax's nn.Conv and
+nn.ConvTranspose, but compute through `conv2d`, a stride-1 conv with a hand-written gradient, so
+that training is fast on CPU, inside lax.scan too (see the note above conv2d).
+
+Shapes (for 28x28x1 images, latent_dim L):
+- ConvEncoder:  x (B, 28, 28, 1) in {0, 1} -> 28 -> 28 -> 14 -> 14 -> 7 -> 1x1x256 (paper)
+  -> DiagGaussian over z, batch (B,), event (L,).
+- ConvDecoder:  z (B, L) -> 1x1xL -> 7 -> 7 -> 14 -> 14 -> 28 -> 28 -> logits (B, 28, 28, 1)
+  -> Bernoulli, batch (B,), event (28, 28, 1); log_prob in nats.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+import numpy as np
+
+from rdsweep.distributions import Bernoulli, DiagGaussian
+
+# Appendix F's widths, layer by layer; "small" halves each.
+PAPER_ENCODER_CHANNELS = (32, 32, 64, 64, 256)
+PAPER_DECODER_CHANNELS = (64, 64, 64, 32, 32, 32)
+SIZES = ("small", "paper")
+
+
+def gate(h: jax.Array) -> jax.Array:
+    """(..., 2n) -> (..., n): first half * sigmoid(second half)."""
+    a, b = jnp.split(h, 2, axis=-1)
+    return a * nn.sigmoid(b)
+
+
+class Gated(nn.Module):
+    """Linearly gated layer h(x) = (W1 x + b1) * sigmoid(W2 x + b2).
+
+    layer: features -> a linear flax module (e.g. functools.partial(Conv, kernel_size=(5, 5)));
+    it is built once with 2 * features outputs, which hold both W1 and W2.
+    Output: x's leading axes, last axis `features`.
+    """
+
+    layer: Callable[[int], nn.Module]
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return gate(self.layer(2 * self.features)(x))
+
+
+# XLA:CPU runs the convs of lax's own gradients (batch-contracting kernel gradients, in/out-
+# swapped input gradients, dilated transposed convs) 10-20x slower inside loops (lax.scan over
+# training steps; jax issue #12868) and slower than need be outside. So every conv here is a
+# stride-1 forward conv with a hand-written gradient made of forward convs and matmuls;
+# strides and transposes are rewritten into stride-1 convs (space-to-depth, pixel shuffle).
+Padding = Tuple[Tuple[int, int], Tuple[int, int]]
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def _forward_conv(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DIMS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv2d(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    """Stride-1 conv, x (B, H, W, C), kernel (kh, kw, C, F), padding ((top, bottom), (left,
+    right)) (negative crops) -> (B, H + top + bottom - kh + 1, W + left + right - kw + 1, F)."""
+    return _forward_conv(x, kernel, padding)
+
+
+def _conv2d_fwd(x, kernel, padding):
+    return _forward_conv(x, kernel, padding), (x, kernel)
+
+
+def _conv2d_bwd(padding, residuals, g):
+    x, kernel = residuals
+    kh, kw, c, f = kernel.shape
+    (top, bottom), (left, right) = padding
+    # Input gradient: a forward conv of g with the flipped kernel, inputs and outputs swapped.
+    flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+    dx = _forward_conv(g, flipped, ((kh - 1 - top, kh - 1 - bottom),
+                                    (kw - 1 - left, kw - 1 - right)))
+    # Kernel gradient: one matmul per tap, contracting batch and positions.
+    xp = jax.lax.pad(x, jnp.zeros((), x.dtype),
+                     ((0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)))
+    oh, ow = g.shape[1:3]
+    g2 = g.reshape(-1, f)
+    taps = [xp[:, a:a + oh, b:b + ow].reshape(-1, c).T @ g2 for a in range(kh) for b in range(kw)]
+    return dx, jnp.stack(taps).reshape(kh, kw, c, f)
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def strided_conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
+    """lax.conv_general_dilated(x, kernel, (stride, stride), padding), NHWC/HWIO, computed as a
+    stride-1 conv2d of the space-to-depth of x with the kernel's taps regrouped likewise."""
+    if stride == 1:
+        return conv2d(x, kernel, padding)
+    s, (b, h, w, c), (kh, kw, _, f) = stride, x.shape, kernel.shape
+    (top, bottom), (left, right) = padding
+    oh, ow = (h + top + bottom - kh) // s + 1, (w + left + right - kw) // s + 1
+    qh, qw = -(-kh // s), -(-kw // s)  # kernel size in blocks of s x s
+    hp, wp = (oh + qh - 1) * s, (ow + qw - 1) * s  # the padded input the output reads
+    xp = jax.lax.pad(x, jnp.zeros((), x.dtype),
+                     ((0, 0, 0), (top, hp - h - top, 0), (left, wp - w - left, 0), (0, 0, 0)))
+    xs = xp.reshape(b, hp // s, s, wp // s, s, c).transpose(0, 1, 3, 2, 4, 5)
+    ks = jnp.pad(kernel, ((0, qh * s - kh), (0, qw * s - kw), (0, 0), (0, 0)))
+    ks = ks.reshape(qh, s, qw, s, c, f).transpose(0, 2, 1, 3, 4, 5)
+    return conv2d(xs.reshape(b, hp // s, wp // s, s * s * c), ks.reshape(qh, qw, s * s * c, f),
+                  ((0, 0), (0, 0)))
+
+
+class Conv(nn.Module):
+    """nn.Conv's parameters and outputs (square strides; padding "SAME", "VALID" or
+    ((top, bottom), (left, right))), through conv2d. x (B, H, W, C) -> (B, H', W', features)."""
+
+    features: int
+    kernel_size: Tuple[int, int]
+    strides: int = 1
+    padding: Any = "SAME"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (kh, kw, x.shape[-1], self.features), x.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+        if isinstance(self.padding, str):
+            pads = jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), (self.strides,) * 2,
+                                           self.padding)
+        else:
+            pads = self.padding
+        pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+        return strided_conv2d(x, kernel, self.strides, pads) + bias
+
+
+def _deconv_taps(n: int, k: int, s: int,
+                 padding: str) -> Tuple[np.ndarray, int, int, Tuple[int, int]]:
+    """One spatial axis of a transposed conv (lax.conv_transpose's conventions) as s phases of
+    an ordinary conv at input resolution.
+
+    The transposed conv is y[o] = sum_t x[(o + t - pad_a) / s] W[t] over the t where the index is
+    a whole number in range; with o = s*m + a this is sum_off x[m + off] W[s*off + pad_a - a].
+    Returns taps (offsets, s): the kernel index of each (offset, phase), k where there is none;
+    the phase count P (outputs m per phase), the output size, and the conv's (low, high) padding.
+    """
+    if padding == "SAME":
+        pad_len = k + s - 2
+        pad_a = k - 1 if s > k - 1 else -(-pad_len // 2)
+    elif padding == "VALID":
+        pad_len = k + s - 2 + max(k - s, 0)
+        pad_a = k - 1
+    else:
+        raise ValueError(f"Deconv padding must be 'SAME' or 'VALID', got {padding!r}")
+    out = (n - 1) * s + pad_len - k + 2
+    phases = -(-out // s)
+    lo, hi = -(pad_a // s), (k + s - 2 - pad_a) // s
+    t = s * np.arange(lo, hi + 1)[:, None] + pad_a - np.arange(s)[None, :]
+    taps = np.where((t >= 0) & (t < k), t, k)
+    return taps, phases, out, (int(-lo), int(phases - 1 + hi - (n - 1)))
+
+
+class Deconv(nn.Module):
+    """Transposed conv with nn.ConvTranspose's parameters and outputs (padding "SAME":
+    out = in * strides; "VALID": out = in * strides + max(kernel - strides, 0)), computed as an
+    ordinary conv2d at input resolution with strides**2 * features outputs (one per phase) and a
+    pixel shuffle. x (B, H, W, C) -> (B, H', W', features)."""
+
+    features: int
+    kernel_size: Tuple[int, int]
+    strides: int = 1
+    padding: str = "SAME"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        (kh, kw), s = self.kernel_size, self.strides
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (kh, kw, x.shape[-1], self.features), x.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+        (th, ph, oh, pad_h), (tw, pw, ow, pad_w) = (
+            _deconv_taps(x.shape[-3], kh, s, self.padding),
+            _deconv_taps(x.shape[-2], kw, s, self.padding))
+        padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k: a zero tap
+        w = padded[th[:, None, :, None], tw[None, :, None, :]]  # (Kh, Kw, s, s, C, F)
+        w = w.transpose(0, 1, 4, 2, 3, 5).reshape(w.shape[:2] + (x.shape[-1], -1))
+        y = conv2d(x, w, (pad_h, pad_w))
+        b = x.shape[0]
+        y = y.reshape(b, ph, pw, s, s, self.features).transpose(0, 1, 3, 2, 4, 5)
+        return y.reshape(b, ph * s, pw * s, self.features)[:, :oh, :ow] + bias
+
+
+def preset_channels(size: str, channels: Optional[Sequence[int]], paper: Tuple[int, ...],
+                    what: str) -> Tuple[int, ...]:
+    """The widths to use: `channels` if given (same length as `paper`), else the size preset."""
+    if channels is not None:
+        channels = tuple(int(c) for c in channels)
+        if len(channels) != len(paper) or min(channels) < 1:
+            raise ValueError(f"{what} channels must be {len(paper)} positive widths, "
+                             f"got {list(channels)}")
+        return channels
+    if size == "paper":
+        return paper
+    if size == "small":
+        return tuple(max(1, c // 2) for c in paper)
+    raise ValueError(f"{what} size must be one of {list(SIZES)}, got {size!r}")
+
+
+def _conv(kernel: int, stride: int, padding: str) -> Callable[[int], nn.Module]:
+    return functools.partial(Conv, kernel_size=(kernel, kernel), strides=stride,
+                             padding=padding)
+
+
+def _deconv(kernel: int, stride: int, padding: str) -> Callable[[int], nn.Module]:
+    return functools.partial(Deconv, kernel_size=(kernel, kernel), strides=stride,
+                             padding=padding)
+
+
+class ConvFeatures(nn.Module):
+    """The encoder's conv stack: x (B, H, W, C) in {0, 1} -> (B, channels[-1]) features.
+
+    Gated Conv(c0,5,1,same) - Conv(c1,5,2,same) - Conv(c2,5,1,same) - Conv(c3,5,2,same) -
+    Conv(c4, H/4 x W/4, 1, valid), the last kernel covering the whole remaining map (7x7 for
+    28x28 images, as in the paper), so its output is 1x1.
+    """
+
+    size: str = "small"
+    channels: Optional[Sequence[int]] = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = preset_channels(self.size, self.channels, PAPER_ENCODER_CHANNELS, "encoder")
+        h = 2.0 * x - 1.0  # inputs in [-1, 1], as in the paper
+        for i, (width, stride) in enumerate(zip(c[:4], (1, 2, 1, 2))):
+            h = Gated(_conv(5, stride, "SAME"), width, name=f"conv{i}")(h)
+        last = functools.partial(Conv, kernel_size=h.shape[-3:-1], padding="VALID")
+        h = Gated(last, c[4], name="conv4")(h)  # (B, 1, 1, c4)
+        return h.reshape(h.shape[0], -1)
+
+
+class ConvEncoder(nn.Module):
+    """x (B, H, W, C) in {0, 1} -> DiagGaussian(loc = Linear(h), scale = softplus(Linear(h))),
+    batch (B,), event (latent_dim,), with h = ConvFeatures(x). `features(x)` returns h, (B, c4)."""
+
+    latent_dim: int
+    size: str = "small"
+    channels: Optional[Sequence[int]] = None
+
+    def setup(self):
+        channels = None if self.channels is None else tuple(self.channels)
+        self.body = ConvFeatures(size=self.size, channels=channels)
+        self.loc = nn.Dense(self.latent_dim)
+        self.scale = nn.Dense(self.latent_dim)
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """The final feature vector, (B, c4) (256 at paper size), e.g. as an IAF's context."""
+        return self.body(x)
+
+    def __call__(self, x: jax.Array) -> DiagGaussian:
+        h = self.body(x)
+        return DiagGaussian(self.loc(h), nn.softplus(self.scale(h)))
+
+
+class ConvDecoder(nn.Module):
+    """z (..., L) -> factorized Bernoulli over images, batch z.shape[:-1], event image_shape.
+
+    From z as a 1x1xL map: gated Deconv(c0, H/4, 1, valid) [H/4] - Deconv(c1,5,1,same) -
+    Deconv(c2,5,2,same) [H/2] - Deconv(c3,5,1,same) - Deconv(c4,5,2,same) [H] -
+    Deconv(c5,4,1,same) - linear Conv(C,5,1,same) -> logits. For 28x28 images the first kernel is
+    7, as in the paper. H and W must be multiples of 4.
+    """
+
+    image_shape: Tuple[int, ...]
+    size: str = "small"
+    channels: Optional[Sequence[int]] = None
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> Bernoulli:
+        height, width, colors = tuple(self.image_shape)
+        if height % 4 or width % 4:
+            raise ValueError(f"ConvDecoder needs image sides that are multiples of 4, "
+                             f"got {tuple(self.image_shape)}")
+        c = preset_channels(self.size, self.channels, PAPER_DECODER_CHANNELS, "decoder")
+        h = z.reshape(-1, 1, 1, z.shape[-1])
+        first = functools.partial(Deconv, kernel_size=(height // 4, width // 4),
+                                  padding="VALID")
+        layers = [first, _deconv(5, 1, "SAME"), _deconv(5, 2, "SAME"), _deconv(5, 1, "SAME"),
+                  _deconv(5, 2, "SAME"), _deconv(4, 1, "SAME")]
+        for i, (layer, width_i) in enumerate(zip(layers, c)):
+            h = Gated(layer, width_i, name=f"deconv{i}")(h)
+        logits = Conv(colors, (5, 5), padding="SAME", name="out")(h)
+        return Bernoulli(logits.reshape(z.shape[:-1] + (height, width, colors)),
+                         event_ndims=3)
