@@ -12,6 +12,7 @@ from scipy import special
 
 from rdsweep.conv import Conv, ConvDecoder, ConvEncoder, Deconv, Gated
 from rdsweep.distributions import DiagGaussian
+from helpers import random_variables
 
 IMAGE = (28, 28, 1)
 TINY_ENC = (2, 2, 3, 3, 4)  # channels overrides: tiny and fast
@@ -20,19 +21,6 @@ TINY_DEC = (3, 3, 3, 2, 2, 2)
 
 def _images(b, seed=0):
     return jnp.asarray(np.random.default_rng(seed).integers(0, 2, (b,) + IMAGE), jnp.float32)
-
-
-def random_variables(module, *inputs, seed=0):
-    """Random variables of the shapes module.init would make (no init to compile: fast); kernels
-    scaled by 1/sqrt(fan-in), biases nonzero."""
-    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
-    rng = np.random.default_rng(seed)
-
-    def draw(leaf):
-        fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 1
-        return jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(fan_in), leaf.dtype)
-
-    return jax.tree_util.tree_map(draw, shapes)
 
 
 def _count(variables):

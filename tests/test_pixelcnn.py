@@ -10,24 +10,12 @@ import pytest
 from scipy import special
 
 from rdsweep.pixelcnn import PixelCNNBernoulli, PixelCNNDecoder
+from helpers import random_variables
 
 IMAGE = (28, 28, 1)
 PIXELS = 28 * 28
 LATENT, BATCH = 3, 2
 TINY = PixelCNNDecoder(IMAGE, depth=4, resnets_per_block=1)
-
-
-def random_variables(module, *inputs, seed=0):
-    """Random variables of the shapes module.init would make (no init to compile: fast); kernels
-    scaled by 1/sqrt(fan-in), biases nonzero (no zero-init hides a dependence)."""
-    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
-    rng = np.random.default_rng(seed)
-
-    def draw(leaf):
-        fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 1
-        return jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(fan_in), leaf.dtype)
-
-    return jax.tree_util.tree_map(draw, shapes)
 
 
 @pytest.fixture(scope="module")
