@@ -251,11 +251,20 @@ _RANGES = [
 ]
 
 
+# Knobs of some options only: checked where the chosen option has them.
+_POSITIVE_IF_SET = ("encoder.steps", "marginal.steps", "marginal.components",
+                    "marginal.pseudo_inputs", "decoder.depth", "decoder.resnets_per_block")
+
+
 def validate(cfg: Any) -> None:
     """Raises ConfigError naming the first option outside its valid range."""
     for key, ok, valid in _RANGES:
         if not ok(cfg):
             raise ConfigError(f"{key}={OmegaConf.select(cfg, key)} is invalid: {valid}")
+    for key in _POSITIVE_IF_SET:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"{key}={value} is invalid: must be an integer >= 1")
     if cfg.data.dir is not None and not os.path.isdir(cfg.data.dir):
         raise ConfigError(
             f"data.dir={cfg.data.dir} is invalid: no such directory (give a tensorflow-datasets "

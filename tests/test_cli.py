@@ -46,6 +46,15 @@ BAD = [
     (["data.binarization=grey"], "data.binarization=grey is invalid: must be one of"),
     (["-m", "beta=1,-2"], "beta=-2.0 is invalid: must be >= 0"),
     (["-m", "train.steps=10,0"], "train.steps=0 is invalid"),
+    (["size=huge"], "size=huge is invalid: must be one of: small, paper"),
+    (["objective=target_rate", "sigma=-3"], "sigma=-3.0 is invalid: must be >= 0"),
+    (["marginal=vamp", "marginal.pseudo_inputs=0"],
+     "marginal.pseudo_inputs=0 is invalid: must be an integer >= 1"),
+    (["-m", "family=+-+", "marginal.steps=4,0"],
+     "marginal.steps=0 is invalid: must be an integer >= 1"),
+    (["train.lr_hold_steps=5", "train.lr_hold_epochs=1"],
+     "train.lr_hold_epochs=1.0 is invalid: give at most one of train.lr_hold_steps and "
+     "train.lr_hold_epochs"),
 ]
 
 
@@ -65,6 +74,7 @@ HYDRA_BAD = [
     (["trian.steps=5"], "trian"),
     (["beta=abc"], "beta"),
     (["train.steps=1.5"], "train.steps"),
+    (["family=-x-"], "family"),
 ]
 
 
