@@ -7,7 +7,6 @@ line and exit code 2, and nothing is written. For a sweep every swept value is c
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 

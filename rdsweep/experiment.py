@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp

@@ -14,7 +14,6 @@ import time
 from typing import Callable, Dict, Iterator, Tuple
 
 import jax
-import jax.numpy as jnp
 import optax
 from flax.training import train_state
 

@@ -17,15 +17,13 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from rdsweep import config as config_lib
 from rdsweep.experiment import build_model
 from rdsweep.input_pipeline import load_split
-from rdsweep.train import create_state, make_train_chunk, make_train_step
+from rdsweep.train import create_state, make_optimizer, make_train_chunk, make_train_step
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -54,7 +52,8 @@ def training_rate(cfg, steps: int, repeats: int) -> dict:
     images = jax.device_put(load_split(cfg.data.train_split, cfg.data))
     model = build_model(cfg)
     example = jnp.zeros((1,) + images.shape[1:], jnp.float32)
-    state = create_state(model, optax.adam(cfg.train.lr), example, jax.random.PRNGKey(0))
+    state = create_state(model, make_optimizer(cfg.train, images.shape[0]), example,
+                         jax.random.PRNGKey(0))
     step = make_train_step(instantiate(cfg.objective), cfg.train.batch_size, cfg.data.binarization)
     chunk = make_train_chunk(step)
     # XLA counts a scan's body once, so FLOPs are counted on one step.
