@@ -47,6 +47,7 @@ def app(cfg: DictConfig) -> float:
         if check_run_folder(run_dir, cfg):
             log.info("%s already holds this run, completed: skipped", run_dir)
             return float("nan")
+        log.info("run folder: %s", run_dir)
         return experiment.run(cfg, run_dir)["test"]["elbo"]
     except (ConfigError, DataError) as e:
         if hydra_cfg.mode == RunMode.RUN:
