@@ -151,3 +151,11 @@ def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsy
         ValidateConfig().on_multirun_start(cfg)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "rdsweep: error: beta=-1.0 is invalid: must be >= 0\n"
+
+
+@pytest.mark.parametrize("preset", ["paper_mnist", "paper_omniglot", "cpu_mnist"])
+def test_experiment_presets_compose(preset, tmp_path):
+    p = rdsweep(f"experiment={preset}", "--cfg", "job", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "train:" in p.stdout and "objective:" in p.stdout
+    assert ("size: small" in p.stdout) == (preset == "cpu_mnist")
