@@ -251,6 +251,9 @@ _RANGES = [
 ]
 
 
+# The conv networks' channel lists have one width per layer.
+_CONV_LAYERS = {"encoder.channels": 5, "encoder.base.channels": 5, "decoder.channels": 6}
+
 # Knobs of some options only: checked where the chosen option has them.
 _POSITIVE_IF_SET = ("encoder.steps", "marginal.steps", "marginal.components",
                     "marginal.pseudo_inputs", "decoder.depth", "decoder.resnets_per_block")
@@ -265,6 +268,11 @@ def validate(cfg: Any) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value < 1:
             raise ConfigError(f"{key}={value} is invalid: must be an integer >= 1")
+    for key, layers in _CONV_LAYERS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (len(value) != layers or min(value) < 1):
+            raise ConfigError(f"{key}={list(value)} is invalid: must list {layers} widths >= 1, "
+                              "one per layer of appendix F")
     if cfg.data.dir is not None and not os.path.isdir(cfg.data.dir):
         raise ConfigError(
             f"data.dir={cfg.data.dir} is invalid: no such directory (give a tensorflow-datasets "

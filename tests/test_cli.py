@@ -52,6 +52,8 @@ BAD = [
      "marginal.pseudo_inputs=0 is invalid: must be an integer >= 1"),
     (["-m", "family=+-+", "marginal.steps=4,0"],
      "marginal.steps=0 is invalid: must be an integer >= 1"),
+    (["encoder=conv", "encoder.channels=[1,2]"],
+     "encoder.channels=[1, 2] is invalid: must list 5 widths >= 1, one per layer of appendix F"),
     (["train.lr_hold_steps=5", "train.lr_hold_epochs=1"],
      "train.lr_hold_epochs=1.0 is invalid: give at most one of train.lr_hold_steps and "
      "train.lr_hold_epochs"),
