@@ -122,6 +122,14 @@ def strided_conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Paddin
                   ((0, 0), (0, 0)))
 
 
+def _kernel_and_bias(module: nn.Module, x: jax.Array, kh: int, kw: int):
+    """Declares nn.Conv's parameters (same names, shapes and initialisers) in `module`."""
+    kernel = module.param("kernel", nn.initializers.lecun_normal(),
+                          (kh, kw, x.shape[-1], module.features), x.dtype)
+    bias = module.param("bias", nn.initializers.zeros, (module.features,), x.dtype)
+    return kernel, bias
+
+
 class Conv(nn.Module):
     """nn.Conv's parameters and outputs (square strides; padding "SAME", "VALID" or
     ((top, bottom), (left, right))), through conv2d. x (B, H, W, C) -> (B, H', W', features)."""
@@ -134,9 +142,7 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = self.kernel_size
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (kh, kw, x.shape[-1], self.features), x.dtype)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+        kernel, bias = _kernel_and_bias(self, x, kh, kw)
         if isinstance(self.padding, str):
             pads = jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), (self.strides,) * 2,
                                            self.padding)
@@ -186,9 +192,7 @@ class Deconv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         (kh, kw), s = self.kernel_size, self.strides
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (kh, kw, x.shape[-1], self.features), x.dtype)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+        kernel, bias = _kernel_and_bias(self, x, kh, kw)
         (th, ph, oh, pad_h), (tw, pw, ow, pad_w) = (
             _deconv_taps(x.shape[-3], kh, s, self.padding),
             _deconv_taps(x.shape[-2], kw, s, self.padding))
