@@ -1,23 +1,37 @@
-"""Hydra callbacks that reject bad input before Hydra creates any output folder.
+"""Hydra callbacks: bad input rejected before Hydra creates any output folder; a sweep's plan,
+progress and final report.
 
 `on_run_start` and `on_multirun_start` run before Hydra makes a run or sweep folder, so a value
 out of range, missing data or a run folder that holds another finished run ends here with one
-line and exit code 2, and nothing is written. For a sweep every swept value is checked up front.
+line and exit code 2, and nothing is written. For a sweep every swept value is checked up front,
+then the sweep's plan (every job and its folder) is written. Each finished job logs the sweep's
+progress; the sweep's end writes the report (rdsweep-report) and exits 1 if any run did not
+finish.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from rdsweep import sweep
 from rdsweep.config import ConfigError, config_hash, validate
 from rdsweep.input_pipeline import DataError, check_available
 from rdsweep.outputs import read_metrics
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("completed", "diverged")
 
 
 def fail(message: str) -> None:
@@ -33,13 +47,14 @@ def check(cfg: DictConfig) -> None:
 
 
 def check_run_folder(run_dir: str, cfg: DictConfig) -> bool:
-    """True if run_dir already holds this config's completed run; raises if it holds another's."""
+    """True if run_dir already holds this config's finished run (completed or diverged: a re-run
+    would repeat it exactly); raises if it holds another config's."""
     existing = read_metrics(run_dir)
-    if not existing or existing.get("status") != "completed":
+    if not existing or existing.get("status") not in FINISHED:
         return False
     if existing.get("config_hash") != config_hash(cfg):
         raise ConfigError(
-            f"hydra.run.dir={run_dir} already holds a completed run of another config; "
+            f"hydra.run.dir={run_dir} already holds a finished run of another config; "
             "choose another hydra.run.dir (finished runs are never overwritten)")
     return True
 
@@ -50,7 +65,7 @@ class ValidateConfig(Callback):
             check(config)
             run_dir = OmegaConf.select(config, "hydra.run.dir")
             if check_run_folder(run_dir, config):
-                print(f"rdsweep: {run_dir} already holds this run, completed; not run again",
+                print(f"rdsweep: {run_dir} already holds this run, finished; not run again",
                       file=sys.stderr)
                 sys.exit(0)
         except (ConfigError, DataError) as e:
@@ -59,9 +74,7 @@ class ValidateConfig(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Checks the base config with each swept value of each key, one key at a time: the
         command line's sweeps and those of hydra.sweeper.params (an experiment's grid)."""
-        params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-        lines = [*config.hydra.overrides.task, *(f"{k}={v}" for k, v in params.items())]
-        overrides = OverridesParser.create().parse_overrides(lines)
+        overrides = OverridesParser.create().parse_overrides(sweep.sweep_lines(config))
         try:
             check(config)
             for override in overrides:
@@ -77,3 +90,25 @@ class ValidateConfig(Callback):
             fail(str(e))
         except OmegaConfBaseException as e:
             fail(str(e).splitlines()[0])
+        sweep.write_plan(config.hydra.sweep.dir, sweep.planned_jobs(config))
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.info("sweep %s: %s", config.hydra.sweep.dir, sweep.progress(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from rdsweep import report  # pandas and matplotlib: only at the sweep's end
+
+        sweep_dir = config.hydra.sweep.dir
+        try:
+            report.write_report(sweep_dir)
+        except Exception:  # the runs' own outputs are what matters; the report can be redone
+            log.exception("the sweep's report failed; run: rdsweep-report %s", sweep_dir)
+        jobs = sweep.read_plan(sweep_dir)
+        unfinished = [job["subdir"] for job in jobs if (read_metrics(
+            os.path.join(sweep_dir, job["subdir"])) or {}).get("status") not in FINISHED]
+        if unfinished:
+            fail_line = (f"{len(unfinished)} of {len(jobs)} runs did not finish "
+                         f"(e.g. {unfinished[0]}); see {sweep_dir}/report/results.csv")
+            print(f"rdsweep: error: {fail_line}", file=sys.stderr)
+            sys.exit(1)

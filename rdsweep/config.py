@@ -163,6 +163,11 @@ class TrainConfig:
     lr_hold_steps: Optional[int] = None
     lr_hold_epochs: Optional[float] = None
     log_every: int = 500  # steps per compiled chunk and per log line
+    # Checkpoint at the first log line at or past every multiple of this (0: only at the end);
+    # a run started again in its folder resumes from the newest one.
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2  # the newest N; an unreadable newest one falls back to the next
+    tensorboard: bool = True  # scalars under <run folder>/tensorboard
 
 
 @dataclass
@@ -228,6 +233,10 @@ _RANGES = [
     ("train.batch_size", lambda c: c.train.batch_size >= 1, "must be an integer >= 1"),
     ("train.lr", lambda c: c.train.lr > 0, "must be > 0"),
     ("train.log_every", lambda c: c.train.log_every >= 1, "must be an integer >= 1"),
+    ("train.checkpoint_every", lambda c: c.train.checkpoint_every >= 0,
+     "must be an integer >= 0 (0: checkpoint only at the end)"),
+    ("train.keep_checkpoints", lambda c: c.train.keep_checkpoints >= 1,
+     "must be an integer >= 1"),
     ("eval.iwae_samples", lambda c: c.eval.iwae_samples >= 1, "must be an integer >= 1"),
     ("eval.batch_size", lambda c: c.eval.batch_size >= 1, "must be an integer >= 1"),
     ("eval.train_examples", lambda c: c.eval.train_examples >= 0, "must be an integer >= 0"),

@@ -132,7 +132,15 @@ def prepare_batch(images: jax.Array, key: jax.Array, binarization: str) -> jax.A
 
 
 def check_available(data_cfg) -> None:
-    """Raises DataError early if the data cannot be there: offline and not prepared."""
+    """Raises DataError early if the data cannot be there (offline and not prepared) or a split
+    is not one of the dataset's."""
     directory = data_dir(data_cfg.dir)
-    if not data_cfg.download and not os.path.isdir(os.path.join(directory, data_cfg.name)):
+    if data_cfg.download:
+        return
+    if not os.path.isdir(os.path.join(directory, data_cfg.name)):
         raise _not_prepared(data_cfg.name, directory)
+    for key in ("train_split", "test_split"):
+        try:
+            _open(data_cfg.name, data_cfg[key], directory, False)
+        except DataError as e:
+            raise DataError(f"data.{key}={data_cfg[key]} is invalid: {e}") from None

@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import sys
 
 import hydra
@@ -17,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
-from rdsweep import experiment
+from rdsweep import experiment, sweep
 from rdsweep.callbacks import check, check_run_folder, fail
 from rdsweep.config import ConfigError
 from rdsweep.input_pipeline import DataError
@@ -25,16 +23,10 @@ from rdsweep.input_pipeline import DataError
 log = logging.getLogger(__name__)
 
 
-def run_slug(override_dirname: str) -> str:
-    """A sweep job's folder name from its overrides: readable, filesystem-safe, unique."""
-    safe = re.sub(r"[^A-Za-z0-9=.,_+-]", "_", override_dirname) or "base"
-    if safe != override_dirname or len(safe) > 160:
-        safe = f"{safe[:150]}-{hashlib.sha256(override_dirname.encode()).hexdigest()[:8]}"
-    return safe
-
-
 config_lib.register()
-OmegaConf.register_new_resolver("rdsweep_slug", run_slug, replace=True)
+OmegaConf.register_new_resolver("rdsweep_slug", sweep.run_slug, replace=True)
+OmegaConf.register_new_resolver("rdsweep_xla_flags", sweep.xla_flags, replace=True)
+OmegaConf.register_new_resolver("rdsweep_gpu_memory", sweep.gpu_memory_fraction, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://rdsweep.conf", config_name="config")
@@ -45,14 +37,20 @@ def app(cfg: DictConfig) -> float:
     try:
         check(cfg)
         if check_run_folder(run_dir, cfg):
-            log.info("%s already holds this run, completed: skipped", run_dir)
+            log.info("%s already holds this run, finished: skipped", run_dir)
             return float("nan")
         log.info("run folder: %s", run_dir)
-        return experiment.run(cfg, run_dir)["test"]["elbo"]
+        return experiment.run(cfg, run_dir).get("test", {}).get("elbo", float("nan"))
     except (ConfigError, DataError) as e:
         if hydra_cfg.mode == RunMode.RUN:
             fail(str(e))
-        raise  # in a sweep, Hydra records the failed job and the others go on
+        log.error("%s", e)
+    except Exception:
+        if hydra_cfg.mode == RunMode.RUN:
+            raise
+        # metrics.json says "failed"; the sweep goes on and its end reports the failure
+        log.exception("run failed")
+    return float("nan")
 
 
 def main() -> None:

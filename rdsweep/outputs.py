@@ -1,4 +1,4 @@
-"""Run outputs: metrics.json (written atomically) and the learning curve as CSV."""
+"""Run outputs: metrics.json (written atomically), the learning curve as CSV, TensorBoard."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import csv
 import json
 import os
 from typing import Any, Dict, List, Optional
+
+from tensorboardX import SummaryWriter
+from tqdm.auto import tqdm
 
 from rdsweep.fileio import atomic_write
 
@@ -39,3 +42,40 @@ def write_train_log(run_dir: str, rows: List[Dict[str, float]]) -> None:
         writer.writerows(rows)
 
     atomic_write(os.path.join(run_dir, TRAIN_LOG), write)
+
+
+class RunLog:
+    """A run's live outputs besides the CSV: TensorBoard scalars under `<run_dir>/tensorboard`
+    and a progress bar over the training steps (shown only when stderr is a terminal).
+
+    A resumed run purges the TensorBoard events at or after its resume step, which the killed
+    process may have written already, so each step appears once.
+    """
+
+    def __init__(self, run_dir: str, steps: int, start_step: int, tensorboard: bool = True):
+        self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"),
+                                    purge_step=start_step or None) if tensorboard else None
+        self.bar = tqdm(total=steps, initial=start_step, unit="step", disable=None,
+                        dynamic_ncols=True)
+
+    def train(self, row: Dict[str, float]) -> None:
+        """One log row of `rdsweep.train.train` (its step, means in nats, images/s)."""
+        self.bar.update(row["step"] - self.bar.n)
+        self.bar.set_postfix(R=f"{row['rate']:.2f}", D=f"{row['distortion']:.2f}")
+        if self.writer:
+            for key in ("loss", "rate", "distortion", "elbo", "images_per_s"):
+                self.writer.add_scalar(f"train/{key}", row[key], row["step"])
+
+    def test(self, results: Dict[str, Any], step: int) -> None:
+        """The test-set bounds of `rdsweep.evaluate.evaluate`, at the final step."""
+        if self.writer:
+            for key in ("rate", "distortion", "elbo", "iwae"):
+                self.writer.add_scalar(f"test/{key}", results[key], step)
+
+    def __enter__(self) -> "RunLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+        if self.writer:
+            self.writer.close()

@@ -1,8 +1,27 @@
 """Test helpers shared by several test files."""
 
+import json
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# A cheap real-data run of the default MLP model.
+TINY = ["train.steps=300", "train.log_every=100", "eval.iwae_samples=2",
+        "eval.train_examples=0", "eval.batch_size=1000", "eval.image_examples=2"]
+
+
+def rdsweep(*args, cwd, timeout=600):
+    """Runs the rdsweep command in a subprocess; returns the CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, "-m", "rdsweep", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def read(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def random_variables(module, *inputs, seed=0):

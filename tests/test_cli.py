@@ -1,24 +1,12 @@
 """The rdsweep command in a subprocess: sweeps, bad input, and finished runs left alone."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-TINY = ["train.steps=300", "train.log_every=100", "eval.iwae_samples=2",
-        "eval.train_examples=0", "eval.batch_size=1000"]
-
-
-def rdsweep(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "rdsweep", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=600)
-
-
-def read(path):
-    with open(path) as f:
-        return json.load(f)
+from helpers import TINY, rdsweep, read
 
 
 def test_multirun_writes_one_completed_result_per_beta(tfds_dir, tmp_path):
@@ -44,6 +32,9 @@ BAD = [
     (["latent_dim=0"], "latent_dim=0 is invalid: must be an integer >= 1"),
     (["data.dir=/no/such/folder"], "data.dir=/no/such/folder is invalid: no such directory"),
     (["data.binarization=grey"], "data.binarization=grey is invalid: must be one of"),
+    (["data.test_split=validationx"], "data.test_split=validationx is invalid: dataset "
+     "'binarized_mnist': Unknown split 'validationx'. Should be one of"),
+    (["train.checkpoint_every=-1"], "train.checkpoint_every=-1 is invalid"),
     (["-m", "beta=1,-2"], "beta=-2.0 is invalid: must be >= 0"),
     (["-m", "train.steps=10,0"], "train.steps=0 is invalid"),
     (["size=huge"], "size=huge is invalid: must be one of: small, paper"),
@@ -122,7 +113,7 @@ def test_finished_run_is_never_overwritten(tfds_dir, tmp_path):
     assert again.returncode == 0 and "not run again" in again.stderr, again.stderr
     other = rdsweep(*args, "beta=2", cwd=tmp_path)  # another config: refused
     assert other.returncode == 2
-    assert "already holds a completed run of another config" in other.stderr
+    assert "already holds a finished run of another config" in other.stderr
     assert {p: (out / p).read_bytes() for p in snapshot} == snapshot
 
 
@@ -134,7 +125,7 @@ def test_python_dash_m_and_console_script_agree(tmp_path):
     assert a.stdout == b.stdout and "latent_dim: 64" in a.stdout
 
 
-def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsys):
+def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsys, tmp_path):
     """The grid in hydra.sweeper.params (an experiment preset's) is validated like a
     command-line sweep, before any job."""
     from hydra import compose, initialize_config_module
@@ -144,9 +135,14 @@ def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsy
 
     make_cfg()  # registers the configs
     with initialize_config_module(config_module="rdsweep.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=paper_mnist", f"data.dir={tfds_dir}"],
+        cfg = compose("config", overrides=["experiment=paper_mnist", f"data.dir={tfds_dir}",
+                                           f"hydra.sweep.dir={tmp_path}"],
                       return_hydra_config=True)
     ValidateConfig().on_multirun_start(cfg)  # the preset's own grid is valid
+    grid = cfg.hydra.sweeper.params
+    jobs = read(tmp_path / "sweep_plan.json")["jobs"]  # every job of the grid, with its folder
+    assert len(jobs) == len(grid.family.split(",")) * len(grid.beta.split(",")) == 12 * 14
+    assert "beta=0.1,experiment=paper_mnist,family=-+v" in {job["subdir"] for job in jobs}
     with open_dict(cfg):
         cfg.hydra.sweeper.params.beta = "0.1,-1"
     with pytest.raises(SystemExit) as exit_info:

@@ -1,0 +1,297 @@
+"""rdsweep-report on a fake sweep folder of known metrics: every run a row with the right status,
+the values as written, the H estimate, the plots, the comparison with the paper, the errors."""
+
+import contextlib
+import io
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from rdsweep import report
+
+PAPER_MD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "paper",
+                        "broken-elbo.md")
+TARGETS = {  # paper code of each part -> its class, written out here independently of report.py
+    "encoder": {"-": "rdsweep.conv.ConvEncoder", "+": "rdsweep.flows.IAFEncoder"},
+    "decoder": {"-": "rdsweep.conv.ConvDecoder", "+": "rdsweep.pixelcnn.PixelCNNDecoder"},
+    "marginal": {"-": "rdsweep.marginals.StandardGaussianMarginal",
+                 "+": "rdsweep.flows.MAFMarginal", "v": "rdsweep.marginals.VampPrior"},
+}
+MLP_MIXTURE = {"encoder": "rdsweep.models.MLPEncoder", "decoder": "rdsweep.models.MLPDecoder",
+               "marginal": "rdsweep.marginals.MixtureMarginal"}
+
+
+def config(family, beta=None, sigma=None, seed=0):
+    """A run config like metrics.json's "config": beta or target-rate objective."""
+    parts = (MLP_MIXTURE if family == "mlp" else
+             {group: TARGETS[group][code] for group, code in zip(TARGETS, family)})
+    objective = ({"_target_": "rdsweep.objectives.BetaObjective", "beta": beta,
+                  "warmup_steps": 0} if sigma is None else
+                 {"_target_": "rdsweep.objectives.TargetRateObjective", "sigma": sigma,
+                  "warmup_steps": 0})
+    return {"beta": 1.0 if beta is None else beta, "sigma": 10.0 if sigma is None else sigma,
+            "seed": seed, "latent_dim": 64,
+            **{group: {"_target_": target} for group, target in parts.items()},
+            "objective": objective}
+
+
+def completed(cfg, rate, distortion, iwae, steps=100, seconds=12.5, images_per_s=250.0):
+    return {"status": "completed", "steps": steps, "seconds": seconds,
+            "images_per_s": images_per_s, "config": cfg,
+            "test": {"rate": rate, "distortion": distortion, "elbo": -(rate + distortion),
+                     "iwae": iwae, "iwae_samples": 10, "examples": 1000, "rate_mc": rate}}
+
+
+# subdir -> metrics.json of the completed runs (values chosen by hand)
+COMPLETED = {
+    "beta=1,family=---": completed(config("---", beta=1.0), 27.0, 61.0, -85.5),
+    "beta=1,family=---,seed=1": completed(config("---", beta=1.0, seed=1), 29.0, 59.5, -86.0,
+                                          steps=90, seconds=11.0, images_per_s=260.0),
+    "beta=0.3,family=---": completed(config("---", beta=0.3), 40.0, 50.0, -87.0),
+    "beta=1,family=-+v": completed(config("-+v", beta=1.0), 0.5, 80.0, -80.25),
+    "family=--+,objective=target_rate,sigma=5": completed(config("--+", sigma=5.0), 5.125,
+                                                          78.0, -82.0),
+}
+EXTRA = "unplanned_mlp_run"  # a run folder the plan does not name
+EXTRA_METRICS = completed(config("mlp", beta=1.0), 10.0, 90.0, -99.0)
+WITH_IMAGES = ["beta=1,family=---", "beta=0.3,family=---", "beta=1,family=-+v",
+               "family=--+,objective=target_rate,sigma=5"]
+EXPECTED_STATUS = {
+    **{run: "completed" for run in COMPLETED}, EXTRA: "completed",
+    "beta=3,family=+--": "diverged", "beta=1,family=++v": "failed",
+    "beta=0.3,family=-+v": "corrupt", "beta=3,family=--v": "incomplete",
+    "beta=10,family=+++": "missing",
+}
+INCOMPLETE_YAML = """\
+encoder:
+  _target_: rdsweep.conv.ConvEncoder
+decoder:
+  _target_: rdsweep.conv.ConvDecoder
+marginal:
+  _target_: rdsweep.marginals.VampPrior
+objective:
+  _target_: rdsweep.objectives.BetaObjective
+  beta: ${beta}
+seed: 2
+beta: 3.0
+"""
+
+
+def overrides(subdir):
+    return subdir.split(",") if "=" in subdir else []
+
+
+def write_json(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def tiny_png(path, seed):
+    """3 rows of six 28x28 tiles, like a run's images.png."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (3 * 30 + 2, 6 * 30 + 2), np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def make_sweep(root):
+    """A sweep folder holding one run of every status, and its plan."""
+    jobs = [run for run in EXPECTED_STATUS if run != EXTRA]
+    write_json(root / report.PLAN, {"jobs": [{"subdir": run, "overrides": overrides(run)}
+                                             for run in jobs]})
+    for run, metrics in [*COMPLETED.items(), (EXTRA, EXTRA_METRICS)]:
+        write_json(root / run / "metrics.json", metrics)
+    for seed, run in enumerate(WITH_IMAGES):
+        tiny_png(root / run / "images.png", seed)
+    write_json(root / "beta=3,family=+--" / "metrics.json",
+               {"status": "diverged", "steps": 37, "config": config("+--", beta=3.0)})
+    write_json(root / "beta=1,family=++v" / "metrics.json",
+               {"status": "failed", "error": "ValueError: boom", "config": config("++v", 1.0)})
+    text = json.dumps(completed(config("-+v", beta=0.3), 1.0, 2.0, -3.0))
+    (root / "beta=0.3,family=-+v").mkdir()
+    (root / "beta=0.3,family=-+v" / "metrics.json").write_text(text[:len(text) // 2])
+    for step in (10, 20):
+        (root / "beta=3,family=--v" / "checkpoints" / str(step)).mkdir(parents=True)
+    (root / "beta=3,family=--v" / ".hydra").mkdir()
+    (root / "beta=3,family=--v" / ".hydra" / "config.yaml").write_text(INCOMPLETE_YAML)
+
+
+def run_main(argv):
+    """main(argv) -> (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            report.main(argv)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """(sweep folder, exit code, stdout, stderr) of one `rdsweep-report --compare paper_mnist`."""
+    root = tmp_path_factory.mktemp("sweep")
+    make_sweep(root)
+    return (root, *run_main([str(root), "--compare", "paper_mnist"]))
+
+
+@pytest.fixture(scope="module")
+def results(sweep):
+    return pd.read_csv(sweep[0] / "report" / "results.csv").set_index("run")
+
+
+def test_every_run_is_a_row_with_its_status(sweep, results):
+    _, code, _, err = sweep
+    assert code == 0
+    assert results.status.to_dict() == EXPECTED_STATUS
+    assert results.loc["beta=3,family=--v", "detail"] == "checkpoint at step 20"
+    assert results.loc["beta=3,family=--v", "steps"] == 20
+    assert results.loc["beta=3,family=+--", "steps"] == 37
+    assert results.loc["beta=1,family=++v", "detail"] == "ValueError: boom"
+    assert results.loc["beta=0.3,family=-+v", "detail"].startswith("metrics.json unreadable:")
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "beta=0.3,family=-+v" in warnings[0]
+
+
+def test_values_are_the_metrics_written(results):
+    for run, metrics in [*COMPLETED.items(), (EXTRA, EXTRA_METRICS)]:
+        row = results.loc[run]
+        for key in ("rate", "distortion", "elbo", "iwae", "iwae_samples"):
+            assert row[key] == metrics["test"][key], (run, key)
+        for key in ("steps", "seconds", "images_per_s"):
+            assert row[key] == metrics[key], (run, key)
+        objective = metrics["config"]["objective"]
+        assert row.seed == metrics["config"]["seed"]
+        for key in ("beta", "sigma"):
+            assert row[key] == objective[key] if key in objective else math.isnan(row[key])
+    assert results.loc[EXTRA, "family"] == "mlp/mlp/mixture"
+    assert results.loc["beta=1,family=-+v", "family"] == "-+v"
+    assert results.loc["family=--+,objective=target_rate,sigma=5", "objective"] == "target_rate"
+    # without metrics.json: from .hydra/config.yaml (interpolated), or the plan's overrides
+    assert results.loc["beta=3,family=--v", ["family", "beta", "seed"]].tolist() == ["--v", 3, 2]
+    assert results.loc["beta=10,family=+++", ["family", "beta"]].tolist() == ["+++", 10]
+    assert results.loc["beta=0.3,family=-+v", ["family", "beta"]].tolist() == ["-+v", 0.3]
+
+
+def test_rows_are_sorted_by_family_then_beta(sweep):
+    table = pd.read_csv(sweep[0] / "report" / "results.csv")
+    paper_order = str.maketrans("-+v", "abc")  # the paper's: "-" before "+" before "v"
+    keys = [(family.translate(paper_order), beta)
+            for family, beta in zip(table.family, table.beta.fillna(np.inf))]
+    assert keys == sorted(keys)
+    assert table.family.iloc[0] == "---"
+
+
+def test_parquet_equals_csv(sweep):
+    folder = sweep[0] / "report"
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "results.parquet"),
+                                  pd.read_csv(folder / "results.csv"), check_dtype=False)
+
+
+def test_entropy_estimate_is_the_best_iwae_of_completed_runs(sweep):
+    root, _, out, _ = sweep
+    expected = min(-m["test"]["iwae"] for m in [*COMPLETED.values(), EXTRA_METRICS])
+    assert expected == 80.25  # the corrupt run's -3.0 must not count
+    assert report.entropy_estimate(report.collect(str(root))) == expected
+    assert f"{expected:.2f} nats" in out
+
+
+def test_plots_are_valid_pngs(sweep):
+    folder = sweep[0] / "report"
+    sizes = {}
+    for name in ("rd_plane.png", "skew.png", "images.png"):
+        with Image.open(folder / name) as picture:
+            picture.verify()
+            assert picture.format == "PNG"
+            sizes[name] = picture.size
+    assert sizes["images.png"][1] > 3 * sizes["images.png"][0] / 2  # 4 runs stacked
+
+
+def test_image_runs_span_the_rates(sweep, results):
+    chosen = report.choose_image_runs(results.reset_index(), str(sweep[0]), count=2)
+    rates = results.loc[WITH_IMAGES, "rate"]
+    assert chosen == [rates.idxmin(), rates.idxmax()]
+
+
+def test_images_option_picks_the_runs(sweep, tmp_path):
+    root = tmp_path / "sweep"
+    shutil.copytree(sweep[0], root)
+    code, _, _ = run_main([str(root), "--images", "beta=1,family=-+v"])
+    assert code == 0
+    with Image.open(root / "report" / "images.png") as picture:
+        assert picture.size[1] < picture.size[0]  # one run only
+    code, _, err = run_main([str(root), "--images", "no-such-run"])
+    assert code == 2 and "no-such-run" in err
+
+
+def paper_table():
+    """{family: (R, D, ELBO)} parsed from the paper notes' markdown table."""
+    if not os.path.isfile(PAPER_MD):
+        pytest.skip(f"{PAPER_MD} is absent")
+    with open(PAPER_MD) as f:
+        text = f.read().split("## Reference numbers, MNIST, beta = 1")[1]
+    values = {}
+    for line in text.splitlines()[1:]:
+        if not line.startswith("|"):
+            if values:
+                break
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for start in (0, 5):
+            family, *numbers = cells[start:start + 4]
+            try:
+                values[family] = tuple(float(n) for n in numbers)
+            except ValueError:  # the header and the separator row
+                continue
+    return values
+
+
+def test_comparison_with_the_paper(sweep):
+    root, _, out, _ = sweep
+    paper = paper_table()
+    assert len(paper) == 12
+    comparison = pd.read_csv(root / "report" / "compare_paper_mnist.csv",
+                             dtype={"family": str}).set_index("family")
+    assert sorted(comparison.index) == sorted(paper)
+    ours = {"---": (28.0, 60.25, -88.25), "-+v": (0.5, 80.0, -80.5)}  # by hand: beta = 1 runs
+    for family, (rate, distortion, elbo) in paper.items():
+        row = comparison.loc[family]
+        assert (row.rate_paper, row.distortion_paper, row.elbo_paper) == (rate, distortion, elbo)
+        if family in ours:
+            diffs = np.subtract(ours[family], (rate, distortion, elbo))
+            np.testing.assert_allclose([row.rate_diff, row.distortion_diff, row.elbo_diff], diffs)
+        else:  # ++v failed; --+ ran with the target-rate objective
+            assert row.runs == 0 and np.isnan(row.rate_ours) and np.isnan(row.elbo_diff)
+    assert comparison.loc["---", "runs"] == 2
+    assert "| ++v | 0 | 0.0 | missing |" in out
+
+
+def test_missing_folder_exits_2_and_writes_nothing(tmp_path):
+    missing = tmp_path / "no-sweep"
+    code, out, err = run_main([str(missing)])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("rdsweep-report: error:") and str(missing) in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_main([str(empty)])
+    assert code == 2 and str(empty) in err
+    assert not missing.exists() and os.listdir(empty) == []
+
+
+def test_unknown_comparison_exits_2_listing_the_names(tmp_path):
+    root = tmp_path / "sweep"
+    write_json(root / "run" / "metrics.json", COMPLETED["beta=1,family=---"])
+    code, _, err = run_main([str(root), "--compare", "paper_cifar"])
+    assert code == 2 and err.count("\n") == 1 and "paper_mnist" in err
+    assert not (root / "report").exists()
+
+
+def test_family_label():
+    assert report.family_label({g: TARGETS[g][c] for g, c in zip(TARGETS, "+-v")}) == "+-v"
+    assert report.family_label(MLP_MIXTURE) == "mlp/mlp/mixture"
