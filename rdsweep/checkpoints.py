@@ -20,10 +20,10 @@ import jax
 import orbax.checkpoint as ocp
 
 from rdsweep.config import ConfigError
+from rdsweep.outputs import CHECKPOINTS
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 Rows = List[Dict[str, float]]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from tensorboardX import SummaryWriter
 from tqdm.auto import tqdm
@@ -15,6 +15,7 @@ from rdsweep.fileio import atomic_write
 METRICS = "metrics.json"
 TRAIN_LOG = "train_log.csv"
 IMAGES = "images.png"
+CHECKPOINTS = "checkpoints"
 
 
 def write_metrics(run_dir: str, metrics: Dict[str, Any]) -> None:
@@ -23,14 +24,25 @@ def write_metrics(run_dir: str, metrics: Dict[str, Any]) -> None:
                  lambda f: f.write(json.dumps(metrics, indent=2, sort_keys=True) + "\n"))
 
 
-def read_metrics(run_dir: str) -> Optional[Dict[str, Any]]:
-    """The run's metrics.json, or None if it is missing or not valid JSON."""
+def load_metrics(run_dir: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """(metrics.json's content, None), (None, None) if there is none, or (None, why it is
+    unreadable)."""
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.exists(path):
+        return None, None
     try:
-        with open(os.path.join(run_dir, METRICS)) as f:
+        with open(path) as f:
             data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    except (OSError, ValueError) as e:
+        return None, f"{type(e).__name__}: {e}"
+    if not isinstance(data, dict):
+        return None, f"a JSON {type(data).__name__}, not an object"
+    return data, None
+
+
+def read_metrics(run_dir: str) -> Optional[Dict[str, Any]]:
+    """The run's metrics.json, or None if it is missing or unreadable."""
+    return load_metrics(run_dir)[0]
 
 
 def write_train_log(run_dir: str, rows: List[Dict[str, float]]) -> None:

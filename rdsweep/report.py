@@ -12,7 +12,6 @@ the table and are counted under each plot.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import textwrap
@@ -30,13 +29,12 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from rdsweep.fileio import atomic_write
-from rdsweep.outputs import IMAGES, METRICS
+from rdsweep.outputs import CHECKPOINTS, IMAGES, METRICS, load_metrics
 from rdsweep.sweep import PLAN, read_plan
 
 # Figures here are pyplot-free; Agg still guards against a display backend if pyplot is imported.
 matplotlib.use("Agg")
 
-CHECKPOINTS = "checkpoints"  # as in rdsweep.checkpoints, which would import jax and orbax
 HYDRA_CONFIG = os.path.join(".hydra", "config.yaml")
 REPORT = "report"
 STATUSES = ("completed", "diverged", "failed", "incomplete", "missing", "corrupt")
@@ -123,22 +121,6 @@ def describe_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
             "sigma": _number(values.get("sigma")) if objective == "target_rate" else np.nan,
             "warmup_steps": _number(values.get("objective.warmup_steps")),
             "seed": _number(values.get("seed"))}
-
-
-def load_metrics(run_dir: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
-    """(metrics.json's content, None), (None, None) if there is none, or (None, why it is
-    unreadable)."""
-    path = os.path.join(run_dir, METRICS)
-    if not os.path.exists(path):
-        return None, None
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        return None, f"{type(e).__name__}: {e}"
-    if not isinstance(data, dict):
-        return None, f"a JSON {type(data).__name__}, not an object"
-    return data, None
 
 
 def run_config(run_dir: str, metrics: Optional[Mapping[str, Any]]) -> Optional[DictConfig]:
