@@ -7,7 +7,6 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from tensorboardX import SummaryWriter
 from tqdm.auto import tqdm
 
 from rdsweep.fileio import atomic_write
@@ -65,8 +64,13 @@ class RunLog:
     """
 
     def __init__(self, run_dir: str, steps: int, start_step: int, tensorboard: bool = True):
-        self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"),
-                                    purge_step=start_step or None) if tensorboard else None
+        self.writer = None
+        if tensorboard:
+            # Imported only when used: tensorboardX imports torch whenever torch is installed.
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"),
+                                        purge_step=start_step or None)
         self.bar = tqdm(total=steps, initial=start_step, unit="step", disable=None,
                         dynamic_ncols=True)
 
