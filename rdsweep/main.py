@@ -10,6 +10,7 @@ import logging
 import sys
 
 import hydra
+import jax
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +41,8 @@ def app(cfg: DictConfig) -> float:
             log.info("%s already holds this run, finished: skipped", run_dir)
             return float("nan")
         log.info("run folder: %s", run_dir)
+        if cfg.compilation_cache_dir:
+            jax.config.update("jax_compilation_cache_dir", cfg.compilation_cache_dir)
         return experiment.run(cfg, run_dir).get("test", {}).get("elbo", float("nan"))
     except (ConfigError, DataError) as e:
         if hydra_cfg.mode == RunMode.RUN:

@@ -157,3 +157,15 @@ def test_experiment_presets_compose(preset, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "train:" in p.stdout and "objective:" in p.stdout
     assert ("size: small" in p.stdout) == (preset == "cpu_mnist")
+
+
+def test_compilation_cache_is_on_and_outside_the_run_identity(tfds_dir, tmp_path):
+    cache = tmp_path / "jax-cache"
+    out = tmp_path / "run"
+    p = rdsweep(f"data.dir={tfds_dir}", f"hydra.run.dir={out}", f"compilation_cache_dir={cache}",
+                *TINY, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert len(os.listdir(cache)) > 0  # the training chunk's compiled program, at least
+    again = rdsweep(f"data.dir={tfds_dir}", f"hydra.run.dir={out}", "compilation_cache_dir=null",
+                    *TINY, cwd=tmp_path)  # another cache folder is the same run: not run again
+    assert again.returncode == 0 and "not run again" in again.stderr, again.stderr
