@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
@@ -42,15 +42,21 @@ class RunCheckpoints:
                 enable_async_checkpointing=False))
         self.last_saved = self.manager.latest_step()
 
-    def restore(self, state: Any) -> Tuple[Any, Rows]:
-        """The newest readable checkpoint's (state, log rows), or (state, []) if there is none.
+    def latest(self) -> Optional[int]:
+        """The newest checkpoint's step, None if there is none."""
+        return self.manager.latest_step()
+
+    def restore(self, state: Any, max_step: Optional[int] = None) -> Tuple[Any, Rows]:
+        """The newest readable checkpoint's (state, log rows), or (state, []) if there is none;
+        only checkpoints at or below max_step count if it is given.
 
         `state` is the freshly initialised state: it gives the structure, shapes and dtypes.
         Raises ConfigError if the folder holds checkpoints of another config.
         """
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
         damaged = False
-        for step in sorted(self.manager.all_steps(), reverse=True):
+        steps = [s for s in self.manager.all_steps() if max_step is None or s <= max_step]
+        for step in sorted(steps, reverse=True):
             try:
                 item = self.manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract), log=ocp.args.JsonRestore()))

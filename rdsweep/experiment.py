@@ -1,12 +1,14 @@
-"""One run, end to end: config -> data -> model -> objective -> training -> evaluation -> outputs."""
+"""One run (or a grid of runs trained together), end to end: config -> data -> model ->
+objective -> training -> evaluation -> outputs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +23,8 @@ from rdsweep.images import save_images
 from rdsweep.input_pipeline import load_split, prepare_batch
 from rdsweep.models import VAE
 from rdsweep.outputs import IMAGES, RunLog, write_metrics, write_train_log
-from rdsweep.train import create_state, make_optimizer, make_train_step, total_steps, train
+from rdsweep.train import (create_state, make_optimizer, make_train_step, stack, total_steps,
+                           train, unstack)
 
 log = logging.getLogger(__name__)
 
@@ -39,75 +42,147 @@ def run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
 
     An exception is recorded as metrics.json status "failed" (with the error) and re-raised.
     """
+    return run_grid([cfg], [run_dir])[0]
+
+
+def run_grid(cfgs: Sequence[DictConfig], run_dirs: Sequence[str]) -> List[Dict[str, Any]]:
+    """`run` for K configs that differ only in grid scalars (`grid_key` equal): the K models
+    train side by side as one vmapped program; each run folder gets its own outputs, exactly as
+    `run` writes them. Returns each run's metrics."""
     start = time.perf_counter()
-    metrics: Dict[str, Any] = {"config_hash": config_lib.config_hash(cfg),
-                               "config": OmegaConf.to_container(config_lib.job_config(cfg))}
+    metrics = [{"config_hash": config_lib.config_hash(cfg),
+                "config": OmegaConf.to_container(config_lib.job_config(cfg))} for cfg in cfgs]
     try:
-        metrics.update(_train_and_evaluate(cfg, run_dir, metrics["config_hash"]))
+        results = _train_and_evaluate(cfgs, run_dirs, [m["config_hash"] for m in metrics])
+        for m, result in zip(metrics, results):
+            m.update(result)
     except ConfigError:
-        raise  # the folder belongs to another config: write nothing into it
+        raise  # a folder belongs to another config: write nothing into it
     except Exception as e:
-        metrics.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        for m in metrics:
+            m.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
         raise
     finally:
-        if "status" in metrics:
-            metrics["seconds"] = time.perf_counter() - start
-            write_metrics(run_dir, metrics)
+        for m, run_dir in zip(metrics, run_dirs):
+            if "status" in m:
+                m["seconds"] = time.perf_counter() - start
+                write_metrics(run_dir, m)
     return metrics
 
 
-def _train_and_evaluate(cfg: DictConfig, run_dir: str, config_hash: str) -> Dict[str, Any]:
-    """The body of `run`: returns the metrics to add to metrics.json."""
+# What may differ between the runs of one grid: they are leaves of the train state.
+GRID_KEYS = ("seed", "beta", "sigma", "train.lr")
+
+
+def grid_key(cfg: DictConfig) -> str:
+    """The config with the grid scalars blanked: runs with equal keys can train as one grid."""
+    job = config_lib.job_config(cfg)
+    for key in GRID_KEYS:
+        OmegaConf.update(job, key, None)
+    for key in ("beta", "sigma"):  # the objective's copy of them
+        if key in job.objective:
+            job.objective[key] = None
+    return OmegaConf.to_yaml(job, sort_keys=True)
+
+
+def _restore(checkpoints: List[RunCheckpoints], states: List[Any]) -> Tuple[List[Any], List]:
+    """Each run's newest checkpoint at or below the newest step all runs have (a kill during
+    a save can leave some a checkpoint behind); if they still disagree, all start again."""
+    newest = [c.latest() for c in checkpoints]
+    limit = None if None in newest else min(newest)
+    restored = [c.restore(s, max_step=limit if limit is not None else -1)
+                for c, s in zip(checkpoints, states)]
+    if len({int(state.step) for state, _ in restored}) > 1:
+        log.warning("the grid's runs have no common checkpoint step: training again from step 0")
+        return states, [[] for _ in states]
+    return [state for state, _ in restored], [rows for _, rows in restored]
+
+
+def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
+                        hashes: Sequence[str]) -> List[Dict[str, Any]]:
+    """The body of `run_grid`: returns each run's metrics to add to metrics.json."""
     start = time.perf_counter()
+    cfg = cfgs[0]  # the shared structure
     data = cfg.data
     train_images = load_split(data.train_split, data)
     test_images = load_split(data.test_split, data)
-
-    init_key, eval_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
     model = build_model(cfg)
-    objective = instantiate(cfg.objective)
     example = jnp.zeros((1,) + train_images.shape[1:], jnp.float32)
     n_train = len(train_images)
-    state = create_state(model, make_optimizer(cfg.train, n_train), example, init_key)
-    step = make_train_step(objective, cfg.train.batch_size, data.binarization)
     steps = total_steps(cfg.train, n_train)
+    grid = len(cfgs) > 1
 
-    checkpoints = RunCheckpoints(run_dir, config_hash, cfg.train.checkpoint_every,
-                                 cfg.train.keep_checkpoints)
-    state, rows = checkpoints.restore(state)
-    resumed_from = int(state.step)
-    with RunLog(run_dir, steps, resumed_from, cfg.train.tensorboard) as run_log:
-        for state, row in train(state, step, jax.device_put(train_images), steps,
-                                cfg.train.log_every, cfg.train.batch_size):
-            rows.append(row)
-            write_train_log(run_dir, rows)
-            run_log.train(row)
-            if not math.isfinite(row["loss"]):
-                log.error("loss is %s at step %d: stopping", row["loss"], row["step"])
-                checkpoints.close()
-                return {"status": "diverged", "steps": row["step"], "resumed_from": resumed_from}
-            checkpoints.save(state, rows, final=row["step"] == steps)
-        checkpoints.close()
+    keys = [jax.random.split(jax.random.PRNGKey(c.seed)) for c in cfgs]  # (init, eval) per run
+    states = [create_state(model, make_optimizer(c.train, n_train), instantiate(c.objective),
+                           example, init_key) for c, (init_key, _) in zip(cfgs, keys)]
+    checkpoints = [RunCheckpoints(d, h, cfg.train.checkpoint_every, cfg.train.keep_checkpoints)
+                   for d, h in zip(run_dirs, hashes)]
+    states, rows = _restore(checkpoints, states)
+    resumed_from = int(states[0].step)
+    # The K optimisers differ only in the learning rate, which lives in the state: share one.
+    state = stack([s.replace(tx=states[0].tx) for s in states]) if grid else states[0]
+    step = make_train_step(cfg.train.batch_size, data.binarization)
+    diverged: List[Optional[int]] = [None] * len(cfgs)
+    with contextlib.ExitStack() as stack_:
+        run_logs = [stack_.enter_context(RunLog(d, steps, resumed_from, cfg.train.tensorboard))
+                    for d in run_dirs]
+        for state, new_rows in train(state, step, jax.device_put(train_images), steps,
+                                     cfg.train.log_every, cfg.train.batch_size, grid):
+            for k, row in enumerate(new_rows):
+                if diverged[k] is not None:
+                    continue
+                rows[k].append(row)
+                write_train_log(run_dirs[k], rows[k])
+                run_logs[k].train(row)
+                if not math.isfinite(row["loss"]):
+                    log.error("%s: loss is %s at step %d: stopping", run_dirs[k], row["loss"],
+                              row["step"])
+                    diverged[k] = row["step"]
+                    continue
+                checkpoints[k].save(unstack(state, k) if grid else state, rows[k],
+                                    final=row["step"] == steps)
+            if None not in diverged:
+                break
+        for c in checkpoints:
+            c.close()
         train_seconds = time.perf_counter() - start
 
-        ev = lambda images, key: evaluate(state.apply_fn, state.params, images, key,
-                                          cfg.eval.iwae_samples, cfg.eval.batch_size,
-                                          data.binarization)
-        test = ev(test_images, jax.random.fold_in(eval_key, 0))
-        train_eval = (ev(train_images[:cfg.eval.train_examples], jax.random.fold_in(eval_key, 1))
-                      if cfg.eval.train_examples else None)
-        estimator = test.pop("rate_estimator")
-        if train_eval:
-            train_eval.pop("rate_estimator")
-        run_log.test(test, steps)
+        results = []
+        for k, c in enumerate(cfgs):
+            if diverged[k] is not None:
+                results.append({"status": "diverged", "steps": diverged[k],
+                                "resumed_from": resumed_from})
+                continue
+            params = unstack(state, k).params if grid else state.params
+            result = _evaluate(c, run_dirs[k], state.apply_fn, params, train_images,
+                               test_images, keys[k][1])
+            run_logs[k].test(result["test"], steps)
+            results.append({**result, "steps": steps, "resumed_from": resumed_from,
+                            "train_seconds": train_seconds,
+                            "images_per_s": rows[k][-1]["images_per_s"]})
+    return results
+
+
+def _evaluate(cfg: DictConfig, run_dir: str, apply_fn, params, train_images, test_images,
+              eval_key) -> Dict[str, Any]:
+    """Test (and train) bounds and images.png of one trained model."""
+    data = cfg.data
+    ev = lambda images, key: evaluate(apply_fn, params, images, key, cfg.eval.iwae_samples,
+                                      cfg.eval.batch_size, data.binarization)
+    test = ev(test_images, jax.random.fold_in(eval_key, 0))
+    train_eval = (ev(train_images[:cfg.eval.train_examples], jax.random.fold_in(eval_key, 1))
+                  if cfg.eval.train_examples else None)
+    estimator = test.pop("rate_estimator")
+    if train_eval:
+        train_eval.pop("rate_estimator")
     if cfg.eval.image_examples:
         n = cfg.eval.image_examples
         x = prepare_batch(jnp.asarray(test_images[:n]), jax.random.fold_in(eval_key, 2),
                           data.binarization)
-        save_images(os.path.join(run_dir, IMAGES), state.apply_fn, state.params, x,
+        save_images(os.path.join(run_dir, IMAGES), apply_fn, params, x,
                     jax.random.fold_in(eval_key, 3))
-    log.info("test: R %.2f  D %.2f  ELBO %.2f  IWAE(k=%d) %.2f nats  (rate: %s)", test["rate"],
-             test["distortion"], test["elbo"], cfg.eval.iwae_samples, test["iwae"], estimator)
-    return {"status": "completed", "steps": int(state.step), "resumed_from": resumed_from,
-            "rate_estimator": estimator, "test": test, "train": train_eval,
-            "train_seconds": train_seconds, "images_per_s": rows[-1]["images_per_s"]}
+    log.info("%s: test R %.2f  D %.2f  ELBO %.2f  IWAE(k=%d) %.2f nats  (rate: %s)", run_dir,
+             test["rate"], test["distortion"], test["elbo"], cfg.eval.iwae_samples, test["iwae"],
+             estimator)
+    return {"status": "completed", "rate_estimator": estimator, "test": test,
+            "train": train_eval}

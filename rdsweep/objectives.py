@@ -10,11 +10,11 @@ All quantities are per example, in nats. From S samples z_s ~ e(z|x):
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from rdsweep.models import LogTerms
 
@@ -42,24 +42,26 @@ def warmup(step: jax.Array, warmup_steps: int) -> jax.Array:
     return jnp.minimum(1.0, step / warmup_steps).astype(jnp.float32)
 
 
-@dataclasses.dataclass(frozen=True)
+# Objectives are pytrees whose weights (beta, sigma) are leaves: they live in the train state,
+# so a grid of models that differ only in them trains as one vmapped program.
+@struct.dataclass
 class BetaObjective:
     """D + beta * R (beta = 1: the negative ELBO); beta is annealed over `warmup_steps`."""
 
     beta: float
-    warmup_steps: int = 0
+    warmup_steps: int = struct.field(pytree_node=False, default=0)
 
     def __call__(self, rate: jax.Array, distortion: jax.Array, step: jax.Array) -> jax.Array:
         """rate, distortion: batch means (nats); step: the optimiser step. Returns the loss."""
         return distortion + self.beta * warmup(step, self.warmup_steps) * rate
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class TargetRateObjective:
     """D + |sigma - R|: pins the (batch-mean) rate at sigma nats; the penalty is annealed."""
 
     sigma: float
-    warmup_steps: int = 0
+    warmup_steps: int = struct.field(pytree_node=False, default=0)
 
     def __call__(self, rate: jax.Array, distortion: jax.Array, step: jax.Array) -> jax.Array:
         return distortion + warmup(step, self.warmup_steps) * jnp.abs(self.sigma - rate)

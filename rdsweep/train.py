@@ -11,9 +11,11 @@ import functools
 import logging
 import math
 import time
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -27,6 +29,7 @@ Metrics = Dict[str, jax.Array]
 
 class TrainState(train_state.TrainState):
     key: jax.Array  # the run's base key; step keys are folded from it
+    objective: Any  # the objective, a pytree of its weights (beta or sigma)
 
 
 def total_steps(train_cfg, train_examples: int) -> int:
@@ -39,29 +42,38 @@ def total_steps(train_cfg, train_examples: int) -> int:
 def make_optimizer(train_cfg, train_examples: int) -> optax.GradientTransformation:
     """Adam, optionally on normalized gradients g / ||g|| (global norm), with the learning rate
     held for lr_hold_steps (or lr_hold_epochs) and then decayed linearly to 0 at the last step.
+
+    The learning rate is a hyperparameter in the optimiser state (optax.inject_hyperparams), so
+    models that differ only in it share one optimiser and can be vmapped together.
     """
     steps = total_steps(train_cfg, train_examples)
     hold = train_cfg.lr_hold_steps
     if train_cfg.lr_hold_epochs is not None:
         hold = round(train_cfg.lr_hold_epochs * train_examples / train_cfg.batch_size)
-    lr = train_cfg.lr
-    if hold is not None and hold < steps:
-        lr = optax.join_schedules(
-            [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, steps - hold)], [hold])
-    adam = optax.adam(lr)
-    return optax.chain(optax.normalize_by_update_norm(), adam) if train_cfg.normalize_gradients \
-        else adam
+    decay = hold is not None and hold < steps
+    relative = optax.join_schedules(  # 1 while held, then linearly to 0
+        [optax.constant_schedule(1.0), optax.linear_schedule(1.0, 0.0, steps - hold)],
+        [hold]) if decay else None
+
+    def adam(learning_rate):
+        lr = (lambda count: learning_rate * relative(count)) if decay else learning_rate
+        parts = [optax.normalize_by_update_norm()] if train_cfg.normalize_gradients else []
+        return optax.chain(*parts, optax.adam(lr))
+
+    return optax.inject_hyperparams(adam)(learning_rate=train_cfg.lr)
 
 
-def create_state(model, optimizer: optax.GradientTransformation, example: jax.Array,
+def create_state(model, optimizer: optax.GradientTransformation, objective, example: jax.Array,
                  key: jax.Array) -> TrainState:
     """Initialises parameters from one example batch, shape (B, *image)."""
     init_key, run_key = jax.random.split(key)
     params = model.init(init_key, example, init_key)["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, key=run_key)
+    objective = jax.tree_util.tree_map(lambda w: jnp.asarray(w, jnp.float32), objective)
+    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, key=run_key,
+                             objective=objective)
 
 
-def make_train_step(objective: Callable, batch_size: int,
+def make_train_step(batch_size: int,
                     binarization: str) -> Callable[[TrainState, jax.Array], Tuple[TrainState, Metrics]]:
     """Returns the pure step (state, train_images) -> (state, batch-mean metrics in nats)."""
 
@@ -72,7 +84,7 @@ def make_train_step(objective: Callable, batch_size: int,
 
         def loss_fn(params):
             q = rate_distortion(state.apply_fn({"params": params}, x, k_z))
-            return objective(q["rate"].mean(), q["distortion"].mean(), state.step), q
+            return state.objective(q["rate"].mean(), q["distortion"].mean(), state.step), q
 
         (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         metrics = {"loss": loss, **{k: q[k].mean() for k in ("rate", "distortion", "elbo")}}
@@ -81,34 +93,56 @@ def make_train_step(objective: Callable, batch_size: int,
     return train_step
 
 
-def make_train_chunk(train_step: Callable) -> Callable:
-    """Jits `n` steps as one scan; the state's buffers are donated (updated in place)."""
+def make_train_chunk(train_step: Callable, grid: bool = False) -> Callable:
+    """Jits `n` steps as one scan; the state's buffers are donated (updated in place).
+
+    grid: the state is a stack of K models' states (leading axis K) trained side by side by
+    vmapping the step over them; they share the training images.
+    """
+    step = jax.vmap(train_step, in_axes=(0, None)) if grid else train_step
 
     @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
     def train_chunk(state: TrainState, images: jax.Array, n: int) -> Tuple[TrainState, Metrics]:
-        return jax.lax.scan(lambda s, _: train_step(s, images), state, None, length=n)
+        return jax.lax.scan(lambda s, _: step(s, images), state, None, length=n)
 
     return train_chunk
 
 
-def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int,
-          chunk: int, batch_size: int) -> Iterator[Tuple[TrainState, Dict[str, float]]]:
-    """Runs `steps` steps in calls of `chunk` steps; yields the state and a log row per call.
+def stack(states: List[TrainState]) -> TrainState:
+    """K states of one model and optimiser -> one state with a leading axis K (for grid=True)."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
 
-    The row holds the step reached, the chunk's mean loss/rate/distortion/elbo and images/s.
+
+def unstack(state: TrainState, k: int) -> TrainState:
+    """Model k's state out of a stacked one."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[k], state)
+
+
+def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int,
+          chunk: int, batch_size: int,
+          grid: bool = False) -> Iterator[Tuple[TrainState, List[Dict[str, float]]]]:
+    """Runs `steps` steps in calls of `chunk` steps; yields the state and log rows per call,
+    one row per model (grid: K stacked models, else one).
+
+    A row holds the step reached, the chunk's mean loss/rate/distortion/elbo and images/s (of
+    that model; a grid processes K times as many in all).
     """
-    train_chunk = make_train_chunk(train_step)
+    train_chunk = make_train_chunk(train_step, grid)
     start = time.perf_counter()
-    done = int(state.step)
+    done = int(np.min(state.step))
     while done < steps:
         n = min(chunk, steps - done)
         t0 = time.perf_counter()
         state, metrics = train_chunk(state, images, n)
-        row = {k: float(v.mean()) for k, v in jax.device_get(metrics).items()}
+        means = {k: np.atleast_1d(np.asarray(v).mean(axis=0)) for k, v in
+                 jax.device_get(metrics).items()}
         done += n
         dt = time.perf_counter() - t0
-        row = {"step": done, **row, "images_per_s": n * batch_size / dt,
-               "seconds": time.perf_counter() - start}
-        log.info("step %d  loss %.2f  R %.2f  D %.2f  ELBO %.2f  %.0f images/s", done,
-                 row["loss"], row["rate"], row["distortion"], row["elbo"], row["images_per_s"])
-        yield state, row
+        rows = [{"step": done, **{k: float(v[i]) for k, v in means.items()},
+                 "images_per_s": n * batch_size / dt, "seconds": time.perf_counter() - start}
+                for i in range(len(means["loss"]))]
+        for i, row in enumerate(rows):
+            log.info("%sstep %d  loss %.2f  R %.2f  D %.2f  ELBO %.2f  %.0f images/s",
+                     f"[{i}] " if grid else "", done, row["loss"], row["rate"],
+                     row["distortion"], row["elbo"], row["images_per_s"])
+        yield state, rows

@@ -52,9 +52,9 @@ def training_rate(cfg, steps: int, repeats: int) -> dict:
     images = jax.device_put(load_split(cfg.data.train_split, cfg.data))
     model = build_model(cfg)
     example = jnp.zeros((1,) + images.shape[1:], jnp.float32)
-    state = create_state(model, make_optimizer(cfg.train, images.shape[0]), example,
-                         jax.random.PRNGKey(0))
-    step = make_train_step(instantiate(cfg.objective), cfg.train.batch_size, cfg.data.binarization)
+    state = create_state(model, make_optimizer(cfg.train, images.shape[0]),
+                         instantiate(cfg.objective), example, jax.random.PRNGKey(0))
+    step = make_train_step(cfg.train.batch_size, cfg.data.binarization)
     chunk = make_train_chunk(step)
     # XLA counts a scan's body once, so FLOPs are counted on one step.
     cost = jax.jit(step).lower(state, images).compile().cost_analysis()

@@ -37,11 +37,12 @@ def tiny_overrides(code):
 def train_briefly(cfg, images):
     model = build_model(cfg)
     state = create_state(model, make_optimizer(cfg.train, len(images)),
-                         np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(0))
-    step = make_train_step(instantiate(cfg.objective), cfg.train.batch_size, "static")
-    for state, row in train(state, step, jax.device_put(images), 2, 2, cfg.train.batch_size):
+                         instantiate(cfg.objective), np.zeros((1, 28, 28, 1), np.float32),
+                         jax.random.PRNGKey(0))
+    step = make_train_step(cfg.train.batch_size, "static")
+    for state, rows in train(state, step, jax.device_put(images), 2, 2, cfg.train.batch_size):
         pass
-    return state, row
+    return state, rows[0]
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,12 @@ def trained(make_cfg, data_cache):
     train_images = load_split("train", cfg.data)
     test_images = load_split("test", cfg.data)[:1000]
     model = experiment.build_model(cfg)
-    state = create_state(model, optax.adam(1e-3), np.zeros((1, 28, 28, 1), np.float32),
-                         jax.random.PRNGKey(0))
+    state = create_state(model, optax.adam(1e-3), instantiate(cfg.objective),
+                         np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(0))
     ev = lambda s, k: evaluate(s.apply_fn, s.params, test_images, jax.random.PRNGKey(1), k,
                                250, "static")
     before = ev(state, 1)
-    step = make_train_step(instantiate(cfg.objective), 64, "static")
+    step = make_train_step(64, "static")
     for state, _ in train(state, step, jax.device_put(train_images), STEPS, 200, 64):
         pass
     return state, ev, before

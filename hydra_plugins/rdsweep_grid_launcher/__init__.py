@@ -1,0 +1,1 @@
+"""rdsweep's grid launcher, a Hydra plugin: hydra/launcher=grid."""

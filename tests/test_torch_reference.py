@@ -1,0 +1,68 @@
+"""The PyTorch reference of the speed benchmark: each network has rdsweep's parameters, tensor by
+tensor, and trains; the PixelCNN is causal. Skipped without torch (the `bench` extra)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # correctness only: one thread does not stall when the cores are busy
+
+from benchmarks import torch_reference as ref  # noqa: E402  (after the skip)
+from rdsweep.experiment import build_model  # noqa: E402
+
+NAMES = sorted(ref.REFERENCES)
+SMALL = [n for n in NAMES if not n.endswith("_paper")]  # the paper sizes only count parameters
+
+
+def _rdsweep_sizes(cfg):
+    """Sizes of the rdsweep model's parameter tensors, from shapes alone (no init to compile)."""
+    key = jax.random.PRNGKey(0)
+    shapes = jax.eval_shape(build_model(cfg).init, key, jnp.zeros((1, 28, 28, 1)), key)
+    return sorted(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(shapes["params"]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_match_rdsweep(name, make_cfg):
+    expected = _rdsweep_sizes(make_cfg(*ref.REFERENCES[name].overrides))
+    model = ref.build(name)
+    assert ref.parameter_count(model) == sum(expected)
+    # Tensor by tensor, not just in total: the same layers.
+    assert sorted(p.numel() for p in model.parameters()) == expected
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_one_step_trains(name):
+    torch.manual_seed(0)
+    model = ref.build(name)
+    optimizer = ref.make_optimizer(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    x = torch.randint(0, 2, (4, 1, 28, 28)).float()
+    loss = ref.train_step(model, optimizer, x)
+    assert torch.isfinite(loss)
+    params = list(model.parameters())
+    assert all(p.grad is not None for p in params)  # every parameter reaches the loss
+    changed = [not torch.equal(b, p.detach()) for b, p in zip(before, params)]
+    # Adam moves exactly the tensors with a nonzero gradient (a flow's hidden MADE layers get
+    # none in the first step: its output layer starts at zero).
+    assert changed == [bool(p.grad.abs().sum() > 0) for p in params]
+    assert sum(changed) > len(params) // 2
+
+
+def test_pixelcnn_is_causal():
+    torch.manual_seed(0)
+    net = ref.PixelCNNNet(*ref.PIXELCNN_PRESETS["small"])
+    x = torch.randint(0, 2, (1, 1, 28, 28)).float().requires_grad_()
+    logits = net(torch.randn(1, 1, 28, 28), x)
+    for i in (0, 1, 29, 405, 783):  # raster order
+        grad, = torch.autograd.grad(logits[0, 0, i // 28, i % 28], x, retain_graph=True)
+        grad = grad.flatten()
+        assert not grad[i:].any()  # the pixel itself and those after it are unseen
+        assert i == 0 or grad[:i].any()
+
+
+def test_train_images_per_s():
+    images = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3).astype(np.uint8) * 255
+    rate = ref.train_images_per_s("mlp", images, batch_size=4, steps=2, repeats=2, warmup=1)
+    assert np.isfinite(rate) and rate > 0
