@@ -14,8 +14,10 @@ def test_multirun_writes_one_completed_result_per_beta(tfds_dir, tmp_path):
     p = rdsweep("-m", "beta=0.1,3", f"hydra.sweep.dir={sweep}", f"data.dir={tfds_dir}", *TINY,
                 cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    runs = sorted(os.listdir(sweep))  # one folder per job, named by its overrides
-    assert len(runs) == 3 and runs[2] == "multirun.yaml", runs
+    # one folder per job, named by its overrides; the plan and the report beside them
+    entries = sorted(os.listdir(sweep))
+    assert entries[2:] == ["multirun.yaml", "report", "sweep_plan.json"], entries
+    runs = entries[:2]
     assert runs[0].startswith("beta=0.1,") and runs[1].startswith("beta=3,"), runs
     low, high = (read(sweep / r / "metrics.json") for r in runs[:2])
     assert low["status"] == high["status"] == "completed"

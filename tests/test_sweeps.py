@@ -91,10 +91,10 @@ FLAKY = """
 import sys
 from rdsweep import experiment, main
 real = experiment._train_and_evaluate
-def flaky(cfg, run_dir, config_hash):
-    if cfg.beta == 2:
+def flaky(cfgs, run_dirs, hashes):
+    if cfgs[0].beta == 2:
         raise RuntimeError("injected fault")
-    return real(cfg, run_dir, config_hash)
+    return real(cfgs, run_dirs, hashes)
 experiment._train_and_evaluate = flaky
 main.main()
 """
