@@ -25,13 +25,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from rdsweep import sweep
+from rdsweep.sweep import FINISHED
 from rdsweep.config import ConfigError, config_hash, validate
 from rdsweep.input_pipeline import DataError, check_available
 from rdsweep.outputs import read_metrics
 
 log = logging.getLogger(__name__)
-
-FINISHED = ("completed", "diverged")
 
 
 def fail(message: str) -> None:

@@ -40,7 +40,7 @@ class RunCheckpoints:
                 max_to_keep=keep, create=True, cleanup_tmp_directories=True,
                 # Synchronous: a save has finished before the next training chunk starts.
                 enable_async_checkpointing=False))
-        self.last_saved = self.manager.latest_step()
+        self.last_saved: Optional[int] = None
 
     def latest(self) -> Optional[int]:
         """The newest checkpoint's step, None if there is none."""
@@ -73,12 +73,21 @@ class RunCheckpoints:
                     f"hydra.run.dir={os.path.dirname(self.directory)} holds checkpoints of "
                     "another config; choose another folder (runs are never mixed)")
             log.info("resuming from the checkpoint at step %d", step)
-            self.last_saved = step
+            self._discard_after(step)
             return item.state, item.log["rows"]
         if damaged:
             log.warning("no readable checkpoint left: training again from step 0")
-        self.last_saved = None
+        self._discard_after(-1)
         return state, []
+
+    def _discard_after(self, step: int) -> None:
+        """Deletes the checkpoints after `step`, the one training resumes from: they belong to
+        a future that is trained again (and orbax would not save over them)."""
+        for later in [s for s in self.manager.all_steps() if s > step]:
+            log.warning("discarding the checkpoint at step %d (resuming from %s)", later,
+                        step if step >= 0 else "scratch")
+            self.manager.delete(later)
+        self.last_saved = step if step >= 0 else None
 
     def save(self, state: Any, rows: Rows, final: bool = False) -> None:
         """Saves if a multiple of `every` was passed since the last save, or if `final`."""

@@ -168,6 +168,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2  # the newest N; an unreadable newest one falls back to the next
     tensorboard: bool = True  # scalars under <run folder>/tensorboard
+    # hydra/launcher=grid: how a grid's models are stepped in one program: vmap (batched),
+    # map (one after another), auto (map on the CPU, vmap on GPUs).
+    grid_batching: str = "auto"
 
 
 @dataclass
@@ -249,6 +252,8 @@ _RANGES = [
     ("data.resize", lambda c: c.data.resize in ("none", "box", "bilinear", "lanczos"),
      "must be one of: none, box, bilinear, lanczos"),
     ("size", lambda c: c.size in ("small", "paper"), "must be one of: small, paper"),
+    ("train.grid_batching", lambda c: c.train.grid_batching in ("auto", "vmap", "map"),
+     "must be one of: auto, vmap, map"),
     ("sigma", lambda c: c.sigma >= 0, "must be >= 0"),
     ("objective.warmup_steps", lambda c: c.objective.warmup_steps >= 0,
      "must be an integer >= 0"),

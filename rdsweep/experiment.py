@@ -54,20 +54,26 @@ def run_grid(cfgs: Sequence[DictConfig], run_dirs: Sequence[str]) -> List[Dict[s
                 "config": OmegaConf.to_container(config_lib.job_config(cfg))} for cfg in cfgs]
     try:
         results = _train_and_evaluate(cfgs, run_dirs, [m["config_hash"] for m in metrics])
-        for m, result in zip(metrics, results):
-            m.update(result)
     except ConfigError:
         raise  # a folder belongs to another config: write nothing into it
-    except Exception as e:
-        for m in metrics:
-            m.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
-        raise
-    finally:
-        for m, run_dir in zip(metrics, run_dirs):
-            if "status" in m:
-                m["seconds"] = time.perf_counter() - start
-                write_metrics(run_dir, m)
+    except Exception as e:  # training failed: every run of the grid failed
+        results = [_failed(e)] * len(cfgs)
+    errors = [r.pop("exception") for r in results if "exception" in r]
+    for m, result, run_dir in zip(metrics, results, run_dirs):
+        m.update(result, seconds=time.perf_counter() - start)
+        try:  # one run's full disk must not cost the others their metrics.json
+            write_metrics(run_dir, m)
+        except OSError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
     return metrics
+
+
+def _failed(e: Exception) -> Dict[str, Any]:
+    """A failed run's metrics (and the exception, raised once all metrics are written)."""
+    return {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0],
+            "exception": e}
 
 
 # What may differ between the runs of one grid: they are leaves of the train state.
@@ -85,9 +91,18 @@ def grid_key(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(job, sort_keys=True)
 
 
+def grid_batching(option: str) -> str:
+    """train.grid_batching: auto is lax.map on the CPU (XLA:CPU runs vmapped convolutions as
+    slow grouped convolutions), vmap elsewhere."""
+    if option != "auto":
+        return option
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
 def _restore(checkpoints: List[RunCheckpoints], states: List[Any]) -> Tuple[List[Any], List]:
-    """Each run's newest checkpoint at or below the newest step all runs have (a kill during
-    a save can leave some a checkpoint behind); if they still disagree, all start again."""
+    """Each run's newest checkpoint at or below the newest step that all runs have (a kill
+    during the runs' saves can leave some one checkpoint behind); if they still disagree, all
+    start again from step 0."""
     newest = [c.latest() for c in checkpoints]
     limit = None if None in newest else min(newest)
     restored = [c.restore(s, max_step=limit if limit is not None else -1)
@@ -110,7 +125,7 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     example = jnp.zeros((1,) + train_images.shape[1:], jnp.float32)
     n_train = len(train_images)
     steps = total_steps(cfg.train, n_train)
-    grid = len(cfgs) > 1
+    grid = grid_batching(cfg.train.grid_batching) if len(cfgs) > 1 else None
 
     keys = [jax.random.split(jax.random.PRNGKey(c.seed)) for c in cfgs]  # (init, eval) per run
     states = [create_state(model, make_optimizer(c.train, n_train), instantiate(c.objective),
@@ -123,8 +138,8 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     state = stack([s.replace(tx=states[0].tx) for s in states]) if grid else states[0]
     step = make_train_step(cfg.train.batch_size, data.binarization)
     diverged: List[Optional[int]] = [None] * len(cfgs)
-    with contextlib.ExitStack() as stack_:
-        run_logs = [stack_.enter_context(RunLog(d, steps, resumed_from, cfg.train.tensorboard))
+    with contextlib.ExitStack() as exits:
+        run_logs = [exits.enter_context(RunLog(d, steps, resumed_from, cfg.train.tensorboard))
                     for d in run_dirs]
         for state, new_rows in train(state, step, jax.device_put(train_images), steps,
                                      cfg.train.log_every, cfg.train.batch_size, grid):
@@ -154,8 +169,13 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
                                 "resumed_from": resumed_from})
                 continue
             params = unstack(state, k).params if grid else state.params
-            result = _evaluate(c, run_dirs[k], state.apply_fn, params, train_images,
-                               test_images, keys[k][1])
+            try:  # one run's failure stays in that run
+                result = _evaluate(c, run_dirs[k], state.apply_fn, params, train_images,
+                                   test_images, keys[k][1])
+            except Exception as e:
+                log.exception("%s: evaluation failed", run_dirs[k])
+                results.append(_failed(e))
+                continue
             run_logs[k].test(result["test"], steps)
             results.append({**result, "steps": steps, "resumed_from": resumed_from,
                             "train_seconds": train_seconds,

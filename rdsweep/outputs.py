@@ -59,8 +59,9 @@ class RunLog:
     """A run's live outputs besides the CSV: TensorBoard scalars under `<run_dir>/tensorboard`
     and a progress bar over the training steps (shown only when stderr is a terminal).
 
-    A resumed run purges the TensorBoard events at or after its resume step, which the killed
-    process may have written already, so each step appears once.
+    A run resumed from its checkpoint at step S purges the events after S, which the killed
+    process may have written already (those up to S it wrote before saving), so each step
+    appears once.
     """
 
     def __init__(self, run_dir: str, steps: int, start_step: int, tensorboard: bool = True):
@@ -70,7 +71,7 @@ class RunLog:
             from tensorboardX import SummaryWriter
 
             self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"),
-                                        purge_step=start_step or None)
+                                        purge_step=start_step + 1)
         self.bar = tqdm(total=steps, initial=start_step, unit="step", disable=None,
                         dynamic_ncols=True)
 

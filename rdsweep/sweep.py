@@ -25,6 +25,8 @@ from rdsweep.outputs import read_metrics
 log = logging.getLogger(__name__)
 
 PLAN = "sweep_plan.json"
+# A run that ended with a result: not run again by a re-launch.
+FINISHED = ("completed", "diverged")
 DEFAULT_SUBDIR = "${rdsweep_slug:${hydra.job.override_dirname}}"
 
 
@@ -77,14 +79,15 @@ def write_plan(sweep_dir: str, jobs: List[Dict]) -> None:
 
 
 def progress(sweep_dir: str) -> str:
-    """'k/N runs finished (c completed, ...)' over the plan's jobs."""
+    """'k/N runs finished (c completed, d diverged)[, f failed]' over the plan's jobs."""
     jobs = read_plan(sweep_dir)
     statuses = [(read_metrics(os.path.join(sweep_dir, job["subdir"])) or {}).get("status")
                 for job in jobs]
-    counts = {s: statuses.count(s) for s in ("completed", "diverged", "failed") if s in statuses}
-    done = sum(counts.values())
-    detail = ", ".join(f"{n} {s}" for s, n in counts.items())
-    return f"{done}/{len(jobs)} runs finished" + (f" ({detail})" if detail else "")
+    counts = {s: statuses.count(s) for s in FINISHED}
+    detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    text = f"{sum(counts.values())}/{len(jobs)} runs finished" + (f" ({detail})" if detail else "")
+    failed = statuses.count("failed")
+    return text + (f", {failed} failed" if failed else "")
 
 
 def _concurrent(n_jobs: int) -> int:
@@ -95,11 +98,11 @@ def _concurrent(n_jobs: int) -> int:
 def xla_flags(n_jobs: int) -> str:
     """XLA_FLAGS for one of n_jobs concurrent jobs on this machine: the user's flags, plus
     single-threaded XLA:CPU when there are no more cores than jobs (else the jobs' thread
-    pools fight over the cores)."""
+    pools fight over the cores), unless the user's flags set it."""
     n = _concurrent(n_jobs)
     flags = os.environ.get("XLA_FLAGS", "")
-    if n > 1 and (os.cpu_count() or 1) <= n and "intra_op_parallelism_threads" not in flags:
-        flags = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    if n > 1 and (os.cpu_count() or 1) <= n and "xla_cpu_multi_thread_eigen" not in flags:
+        flags = f"{flags} --xla_cpu_multi_thread_eigen=false"
     return flags.strip()
 
 

@@ -11,7 +11,7 @@ import functools
 import logging
 import math
 import time
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -93,13 +93,21 @@ def make_train_step(batch_size: int,
     return train_step
 
 
-def make_train_chunk(train_step: Callable, grid: bool = False) -> Callable:
+GRID_BATCHING = ("vmap", "map")
+
+
+def make_train_chunk(train_step: Callable, grid: Optional[str] = None) -> Callable:
     """Jits `n` steps as one scan; the state's buffers are donated (updated in place).
 
-    grid: the state is a stack of K models' states (leading axis K) trained side by side by
-    vmapping the step over them; they share the training images.
+    grid: None for one model; else the state is a stack of K models' states (leading axis K)
+    sharing the training images, stepped by "vmap" (one batched step: fast for matmuls and on
+    GPUs) or "map" (lax.map, the K steps one after another inside the program: XLA:CPU runs
+    vmapped convolutions as slow grouped convolutions).
     """
-    step = jax.vmap(train_step, in_axes=(0, None)) if grid else train_step
+    step = {None: train_step,
+            "vmap": jax.vmap(train_step, in_axes=(0, None)),
+            "map": lambda states, images: jax.lax.map(lambda s: train_step(s, images),
+                                                      states)}[grid]
 
     @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
     def train_chunk(state: TrainState, images: jax.Array, n: int) -> Tuple[TrainState, Metrics]:
@@ -109,7 +117,7 @@ def make_train_chunk(train_step: Callable, grid: bool = False) -> Callable:
 
 
 def stack(states: List[TrainState]) -> TrainState:
-    """K states of one model and optimiser -> one state with a leading axis K (for grid=True)."""
+    """K states of one model and optimiser -> one state with a leading axis K (for a grid)."""
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
 
 
@@ -120,9 +128,9 @@ def unstack(state: TrainState, k: int) -> TrainState:
 
 def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int,
           chunk: int, batch_size: int,
-          grid: bool = False) -> Iterator[Tuple[TrainState, List[Dict[str, float]]]]:
+          grid: Optional[str] = None) -> Iterator[Tuple[TrainState, List[Dict[str, float]]]]:
     """Runs `steps` steps in calls of `chunk` steps; yields the state and log rows per call,
-    one row per model (grid: K stacked models, else one).
+    one row per model (grid, see make_train_chunk: K stacked models; else one).
 
     A row holds the step reached, the chunk's mean loss/rate/distortion/elbo and images/s (of
     that model; a grid processes K times as many in all).

@@ -66,7 +66,7 @@ from omegaconf import DictConfig
 
 from rdsweep import config as config_lib
 from rdsweep.evaluate import _eval_batch, evaluate
-from rdsweep.experiment import build_model
+from rdsweep.experiment import build_model, grid_batching
 from rdsweep.input_pipeline import load_split
 from rdsweep.train import (TrainState, create_state, make_optimizer, make_train_chunk,
                            make_train_step, stack)
@@ -208,11 +208,12 @@ def matmul_flops(repeats: int, sizes=(512, 1024, 2048)) -> Dict[int, float]:
 def training_rate(cfg: DictConfig, images: jax.Array, steps: int, repeats: int,
                   models: int = 1) -> float:
     """Training images/s (all `models` together) of cfg's model in one compiled scan of
-    `steps` steps; models > 1: that many stacked states trained as a grid
-    (make_train_chunk(grid=True)), as hydra/launcher=grid does."""
+    `steps` steps; models > 1: that many stacked states trained as a grid, batched as
+    hydra/launcher=grid does (train.grid_batching: auto = lax.map on the CPU)."""
     states = new_states(cfg, images, models)
+    grid = grid_batching(cfg.train.grid_batching) if models > 1 else None
     chunk = make_train_chunk(make_train_step(cfg.train.batch_size, cfg.data.binarization),
-                             grid=models > 1)
+                             grid=grid)
     holder = {"state": stack(states) if models > 1 else states[0]}
 
     def run():

@@ -2,6 +2,7 @@
 train as one vmapped program and end as the same runs trained one by one."""
 
 import os
+import shutil
 
 import pytest
 
@@ -73,3 +74,20 @@ def test_grid_launcher_sweep_matches_the_basic_launcher(tfds_dir, tmp_path):
                     cwd=tmp_path)  # a finished grid sweep is not trained again
     assert again.returncode == 0
     assert (again.stdout + again.stderr).count("finished: skipped") == 4
+
+
+def test_grid_resumes_from_the_newest_common_checkpoint(make_cfg, tmp_path):
+    """A grid killed between its runs' saves (one run has a newer checkpoint than the other)
+    resumes both from the step they share, and ends as the uninterrupted grid did."""
+    cfgs = [make_cfg(*GRID, f"beta={b}") for b in (0.5, 2)]
+    dirs = [str(tmp_path / f"run{i}") for i in range(2)]
+    first = experiment.run_grid(cfgs, dirs)
+    for d in dirs:
+        os.remove(os.path.join(d, "metrics.json"))
+    shutil.rmtree(os.path.join(dirs[1], "checkpoints", "6"))  # run 1 was killed before saving
+    again = experiment.run_grid(cfgs, dirs)
+    for a, b in zip(first, again):
+        assert b["resumed_from"] == 3
+        assert b["test"] == a["test"]
+    for d in dirs:  # step 6 saved again by each run, after run 0's old one was discarded
+        assert sorted(os.listdir(os.path.join(d, "checkpoints"))) == ["3", "6"]

@@ -127,4 +127,6 @@ def test_parallel_jobs_get_single_threaded_xla_when_cores_are_scarce(cores, n_jo
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
     flags = sweep.xla_flags(n_jobs)
     assert flags.startswith("--xla_dump_to=/tmp/x")  # the user's flags are kept
-    assert ("intra_op_parallelism_threads=1" in flags) == single_threaded
+    assert ("--xla_cpu_multi_thread_eigen=false" in flags) == single_threaded
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+    assert sweep.xla_flags(n_jobs) == "--xla_cpu_multi_thread_eigen=true"  # the user's choice

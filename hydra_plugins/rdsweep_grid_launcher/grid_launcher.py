@@ -40,17 +40,16 @@ class GridLauncher(Launcher):
         super().__init__()
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
-        self.task_function: Optional[TaskFunction] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
+        # task_function (rdsweep's app) is not called: the jobs run through run_grid
         self.config = config
         self.hydra_context = hydra_context
-        self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        from rdsweep import experiment, main  # JAX only once the sweep really starts
+        from rdsweep import experiment, main, sweep  # rdsweep.main imports this module
 
         assert self.config is not None and self.hydra_context is not None
         setup_globals()
@@ -88,6 +87,8 @@ class GridLauncher(Launcher):
             try:
                 experiment.run_grid([job["cfg"] for job in group],
                                     [job["run_dir"] for job in group])
-            except Exception:  # recorded as failed in each run's metrics.json; go on
+            except Exception:  # recorded as failed in the runs' metrics.json; go on
                 log.exception("a grid failed")
+            sweep_dir = str(self.config.hydra.sweep.dir)
+            log.info("sweep %s: %s", sweep_dir, sweep.progress(sweep_dir))
         return returns
