@@ -37,6 +37,9 @@ BAD = [
     (["data.test_split=validationx"], "data.test_split=validationx is invalid: dataset "
      "'binarized_mnist': Unknown split 'validationx'. Should be one of"),
     (["train.checkpoint_every=-1"], "train.checkpoint_every=-1 is invalid"),
+    (["train.keep_checkpoints=0"], "train.keep_checkpoints=0 is invalid: must be an integer >= 1"),
+    (["-m", "beta=1,2", "train.grid_batching=pmap"],
+     "train.grid_batching=pmap is invalid: must be one of: auto, vmap, map"),
     (["-m", "beta=1,-2"], "beta=-2.0 is invalid: must be >= 0"),
     (["-m", "train.steps=10,0"], "train.steps=0 is invalid"),
     (["size=huge"], "size=huge is invalid: must be one of: small, paper"),
