@@ -93,25 +93,30 @@ def make_train_step(batch_size: int,
     return train_step
 
 
-GRID_BATCHING = ("vmap", "map")
-
-
 def make_train_chunk(train_step: Callable, grid: Optional[str] = None) -> Callable:
     """Jits `n` steps as one scan; the state's buffers are donated (updated in place).
 
     grid: None for one model; else the state is a stack of K models' states (leading axis K)
     sharing the training images, stepped by "vmap" (one batched step: fast for matmuls and on
-    GPUs) or "map" (lax.map, the K steps one after another inside the program: XLA:CPU runs
-    vmapped convolutions as slow grouped convolutions).
+    GPUs) or "map" (lax.map over the models of each model's n-step scan: the K models train one
+    after another inside the program, each at the speed of a single run, since XLA:CPU runs
+    vmapped convolutions as slow grouped convolutions). Metrics: (n,) per name, or (n, K).
     """
-    step = {None: train_step,
-            "vmap": jax.vmap(train_step, in_axes=(0, None)),
-            "map": lambda states, images: jax.lax.map(lambda s: train_step(s, images),
-                                                      states)}[grid]
+    def scan(state, images, n):
+        return jax.lax.scan(lambda s, _: train_step(s, images), state, None, length=n)
+
+    def grid_scan(states, images, n):
+        if grid == "vmap":
+            return jax.lax.scan(lambda s, _: jax.vmap(train_step, in_axes=(0, None))(s, images),
+                                states, None, length=n)
+        # map outside the scan: each model's state is sliced out and written back once per
+        # call, not once per step (which costs a copy of every parameter and moment per step).
+        states, metrics = jax.lax.map(lambda s: scan(s, images, n), states)
+        return states, jax.tree_util.tree_map(lambda m: m.swapaxes(0, 1), metrics)
 
     @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
     def train_chunk(state: TrainState, images: jax.Array, n: int) -> Tuple[TrainState, Metrics]:
-        return jax.lax.scan(lambda s, _: step(s, images), state, None, length=n)
+        return (scan if grid is None else grid_scan)(state, images, n)
 
     return train_chunk
 

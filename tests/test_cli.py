@@ -156,12 +156,14 @@ def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsy
     assert capsys.readouterr().err == "rdsweep: error: beta=-1.0 is invalid: must be >= 0\n"
 
 
-@pytest.mark.parametrize("preset", ["paper_mnist", "paper_omniglot", "cpu_mnist"])
+@pytest.mark.parametrize("preset", ["paper_mnist", "paper_omniglot", "cpu_mnist",
+                                    "cpu_omniglot"])
 def test_experiment_presets_compose(preset, tmp_path):
     p = rdsweep(f"experiment={preset}", "--cfg", "job", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "train:" in p.stdout and "objective:" in p.stdout
-    assert ("size: small" in p.stdout) == (preset == "cpu_mnist")
+    assert ("size: small" in p.stdout) == preset.startswith("cpu_")
+    assert ("name: omniglot" in p.stdout) == preset.endswith("omniglot")
 
 
 def test_compilation_cache_is_on_and_outside_the_run_identity(tfds_dir, tmp_path):
