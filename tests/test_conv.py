@@ -178,7 +178,8 @@ def _assert_same_layer(ours, flax_layer, x):
 @pytest.mark.parametrize("n, kernel, stride, padding", [
     (8, (5, 5), 1, "SAME"),
     (8, (5, 5), 2, "SAME"),    # the encoder's downsampling
-    (7, (7, 7), 1, "VALID"),   # the encoder's last layer, 7 -> 1
+    (7, (7, 7), 1, "VALID"),
+    (7, (7, 8), 1, "VALID"),   # the encoder's last layer, whole input -> 1x1 (a matmul)
     (6, (2, 3), 1, ((1, 0), (1, 1))),  # the PixelCNN's shifted convs
     (6, (2, 2), 2, ((1, 0), (1, 0))),
     (5, (3, 3), 3, ((2, 0), (0, 1))),
@@ -202,3 +203,11 @@ def test_deconv_equals_flax_conv_transpose(n, kernel, stride, padding):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, n, n + 1, 3))
     _assert_same_layer(Deconv(4, kernel, stride, padding),
                        nn.ConvTranspose(4, kernel, strides=(stride, stride), padding=padding), x)
+
+
+@pytest.mark.parametrize("kernel", [(7, 7), (3, 5)])
+def test_deconv_from_one_pixel_equals_flax_conv_transpose(kernel):
+    """The decoder's first layer: a 1x1 map, computed as a matmul."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 1, 1, 3))
+    _assert_same_layer(Deconv(4, kernel, 1, "VALID"),
+                       nn.ConvTranspose(4, kernel, padding="VALID"), x)
