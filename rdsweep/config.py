@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 
 # Model configs take their shapes from the top level by interpolation, so that nested
@@ -29,19 +29,39 @@ SIZE = "${size}"
 
 @dataclass
 class DataConfig:
-    name: str = MISSING  # tensorflow-datasets name
+    name: str = MISSING  # tensorflow-datasets name, or toy
     # static: one fixed draw (data already 0/1 is kept as is); dynamic: Bernoulli(x) per use
     binarization: str = "static"
+    image_shape: List[int] = field(default_factory=lambda: [28, 28, 1])  # after preprocessing
+
+
+@dataclass
+class TFDSDataConfig(DataConfig):
+    """A tensorflow-datasets dataset of images (rdsweep.input_pipeline)."""
+
     static_seed: int = 0  # the fixed draw of static binarization of grey data
     train_split: str = "train"
     test_split: str = "test"  # e.g. validation (binarized_mnist has one)
-    image_shape: List[int] = field(default_factory=lambda: [28, 28, 1])  # after preprocessing
     invert: bool = False  # ink = 1 - value (Omniglot stores ink as 0)
     resize: str = "none"  # PIL filter to reach image_shape: none, box, bilinear, lanczos
     dir: Optional[str] = None  # tfds data_dir; null -> $TFDS_DATA_DIR or tfds' default
     download: bool = False  # let tfds download and prepare (needs internet and TensorFlow)
     # Decoded arrays are cached here so that later runs start fast.
     cache_dir: str = "${oc.env:RDSWEEP_CACHE,${oc.env:HOME,.}/.cache/rdsweep}"
+
+
+@dataclass
+class ToyDataConfig(DataConfig):
+    """The toy problem of the paper's section 4 (rdsweep.toy): a distribution over `bins` bins of
+    a two-cluster mixture, given exactly; its examples are one-hot bins."""
+
+    name: str = "toy"
+    bins: int = 30
+    cluster_prob: float = 0.7  # P(z* = 1)
+    information: float = 0.5  # I(x; z*) in nats; the clusters' separation is solved to give it
+    cluster_scale: float = 1.0  # the standard deviation of h in each cluster
+    range: List[float] = field(default_factory=lambda: [-5.0, 5.0])  # the bins' span of h
+    image_shape: List[int] = field(default_factory=lambda: ["${data.bins}"])  # one-hot bins
 
 
 @dataclass
@@ -101,6 +121,16 @@ class PixelCNNDecoderConfig(DecoderConfig):
 
 
 @dataclass
+class ToyEncoderConfig(EncoderConfig):
+    _target_: str = "rdsweep.toy.ToyEncoder"
+
+
+@dataclass
+class ToyDecoderConfig(DecoderConfig):
+    _target_: str = "rdsweep.toy.ToyDecoder"
+
+
+@dataclass
 class MarginalConfig:
     _target_: str = MISSING
     latent_dim: int = LATENT  # type: ignore[assignment]
@@ -134,6 +164,11 @@ class MAFMarginalConfig(MarginalConfig):
 
 
 @dataclass
+class CategoricalMarginalConfig(MarginalConfig):
+    _target_: str = "rdsweep.marginals.CategoricalMarginal"
+
+
+@dataclass
 class ObjectiveConfig:
     _target_: str = MISSING
     warmup_steps: int = 0  # KL annealing: the rate's weight rises from 0 over these steps
@@ -155,7 +190,7 @@ class TargetRateObjectiveConfig(ObjectiveConfig):
 class TrainConfig:
     steps: int = 6000
     epochs: Optional[float] = None  # if set: steps = ceil(epochs * train examples / batch_size)
-    batch_size: int = 64
+    batch_size: Optional[int] = 64  # null: full batch (every training example, each step)
     lr: float = 1e-3
     normalize_gradients: bool = False  # Adam on g / ||g|| (the paper's optimiser)
     # Hold lr, then decay it linearly to 0 at the last step; the hold in steps or epochs
@@ -203,18 +238,20 @@ class Config:
 
 OPTIONS = {
     "encoder": {"mlp": MLPEncoderConfig, "conv": ConvEncoderConfig,
-                "conv_iaf": ConvIAFEncoderConfig},
+                "conv_iaf": ConvIAFEncoderConfig, "toy": ToyEncoderConfig},
     "decoder": {"mlp": MLPDecoderConfig, "conv": ConvDecoderConfig,
-                "pixelcnn": PixelCNNDecoderConfig},
+                "pixelcnn": PixelCNNDecoderConfig, "toy": ToyDecoderConfig},
     "marginal": {"gaussian": GaussianMarginalConfig, "mixture": MixtureMarginalConfig,
-                 "vamp": VampMarginalConfig, "maf": MAFMarginalConfig},
+                 "vamp": VampMarginalConfig, "maf": MAFMarginalConfig,
+                 "categorical": CategoricalMarginalConfig},
     "objective": {"beta": BetaObjectiveConfig, "target_rate": TargetRateObjectiveConfig},
     "data": {
-        "binarized_mnist": DataConfig(name="binarized_mnist"),
-        "mnist": DataConfig(name="mnist", binarization="dynamic"),
+        "binarized_mnist": TFDSDataConfig(name="binarized_mnist"),
+        "mnist": TFDSDataConfig(name="mnist", binarization="dynamic"),
         # 105x105, ink 0 -> 28x28, ink 1: PIL's box filter averages each 3.75-pixel cell.
-        "omniglot": DataConfig(name="omniglot", binarization="dynamic", invert=True,
-                               resize="box"),
+        "omniglot": TFDSDataConfig(name="omniglot", binarization="dynamic", invert=True,
+                                   resize="box"),
+        "toy": ToyDataConfig,
     },
 }
 
@@ -237,7 +274,8 @@ _RANGES = [
     ("beta", lambda c: c.beta >= 0, "must be >= 0"),
     ("latent_dim", lambda c: c.latent_dim >= 1, "must be an integer >= 1"),
     ("train.steps", lambda c: c.train.steps >= 1, "must be an integer >= 1"),
-    ("train.batch_size", lambda c: c.train.batch_size >= 1, "must be an integer >= 1"),
+    ("train.batch_size", lambda c: c.train.batch_size is None or c.train.batch_size >= 1,
+     "must be an integer >= 1, or null (full batch)"),
     ("train.lr", lambda c: c.train.lr > 0, "must be > 0"),
     ("train.log_every", lambda c: c.train.log_every >= 1, "must be an integer >= 1"),
     ("train.checkpoint_every", lambda c: c.train.checkpoint_every >= 0,
@@ -249,8 +287,6 @@ _RANGES = [
     ("eval.train_examples", lambda c: c.eval.train_examples >= 0, "must be an integer >= 0"),
     ("data.binarization", lambda c: c.data.binarization in ("static", "dynamic"),
      "must be one of: static, dynamic"),
-    ("data.resize", lambda c: c.data.resize in ("none", "box", "bilinear", "lanczos"),
-     "must be one of: none, box, bilinear, lanczos"),
     ("size", lambda c: c.size in ("small", "paper"), "must be one of: small, paper"),
     ("train.grid_batching", lambda c: c.train.grid_batching in ("auto", "vmap", "map"),
      "must be one of: auto, vmap, map"),
@@ -273,8 +309,17 @@ _RANGES = [
 _CONV_LAYERS = {"encoder.channels": 5, "encoder.base.channels": 5, "decoder.channels": 6}
 
 # Knobs of some options only: checked where the chosen option has them.
-_POSITIVE_IF_SET = ("encoder.steps", "marginal.steps", "marginal.components",
-                    "marginal.pseudo_inputs", "decoder.depth", "decoder.resnets_per_block")
+# (option, predicate on its value, what is valid)
+_IF_SET = [
+    ("data.resize", lambda v: v in ("none", "box", "bilinear", "lanczos"),
+     "must be one of: none, box, bilinear, lanczos"),
+    ("data.bins", lambda v: v >= 2, "must be an integer >= 2"),
+    ("data.cluster_prob", lambda v: 0 < v < 1, "must be in (0, 1)"),
+    ("data.cluster_scale", lambda v: v > 0, "must be > 0"),
+    ("data.range", lambda v: len(v) == 2 and v[0] < v[1], "must be [low, high] with low < high"),
+] + [(key, lambda v: v >= 1, "must be an integer >= 1")
+     for key in ("encoder.steps", "marginal.steps", "marginal.components",
+                 "marginal.pseudo_inputs", "decoder.depth", "decoder.resnets_per_block")]
 
 
 def validate(cfg: Any) -> None:
@@ -282,19 +327,59 @@ def validate(cfg: Any) -> None:
     for key, ok, valid in _RANGES:
         if not ok(cfg):
             raise ConfigError(f"{key}={OmegaConf.select(cfg, key)} is invalid: {valid}")
-    for key in _POSITIVE_IF_SET:
+    for key, ok, valid in _IF_SET:
         value = OmegaConf.select(cfg, key)
-        if value is not None and value < 1:
-            raise ConfigError(f"{key}={value} is invalid: must be an integer >= 1")
+        if value is not None and not ok(value):
+            raise ConfigError(f"{key}={_show(value)} is invalid: {valid}")
     for key, layers in _CONV_LAYERS.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and (len(value) != layers or min(value) < 1):
             raise ConfigError(f"{key}={list(value)} is invalid: must list {layers} widths >= 1, "
                               "one per layer of appendix F")
-    if cfg.data.dir is not None and not os.path.isdir(cfg.data.dir):
+    data_dir = OmegaConf.select(cfg, "data.dir")
+    if data_dir is not None and not os.path.isdir(data_dir):
         raise ConfigError(
-            f"data.dir={cfg.data.dir} is invalid: no such directory (give a tensorflow-datasets "
+            f"data.dir={data_dir} is invalid: no such directory (give a tensorflow-datasets "
             "data_dir holding prepared data, or leave data.dir unset to use $TFDS_DATA_DIR)")
+    _check_toy(cfg)
+
+
+def _show(value: Any) -> Any:
+    return list(value) if isinstance(value, ListConfig) else value
+
+
+def _option(cfg: Any, group: str) -> str:
+    """The name of the group's chosen option (its `_target_` if it is none of OPTIONS')."""
+    target = cfg[group]._target_
+    return next((name for name, node in OPTIONS[group].items() if node._target_ == target),
+                target)
+
+
+def _check_toy(cfg: Any) -> None:
+    """The toy problem's parts fit only each other; its information must be reachable."""
+    encoder, decoder, marginal = (_option(cfg, g) for g in ("encoder", "decoder", "marginal"))
+    if (encoder == "toy") != (marginal == "categorical"):
+        raise ConfigError(f"marginal={marginal} is invalid with encoder={encoder}: the toy "
+                          "encoder's latent is discrete and needs marginal=categorical, which "
+                          "fits no other encoder")
+    toy_data = cfg.data.name == "toy"
+    for group, option in (("encoder", encoder), ("decoder", decoder)):
+        if option == "toy" and not toy_data:
+            raise ConfigError(f"{group}=toy is invalid with data={cfg.data.name}: it models "
+                              "one-hot bins and needs data=toy")
+    if not toy_data:
+        return
+    from rdsweep import toy  # imports jax: only for toy data
+
+    top = toy.widest(cfg.data).information
+    if not 0 < cfg.data.information < top:
+        raise ConfigError(
+            f"data.information={cfg.data.information} is invalid: must be in (0, {top:.4f}) "
+            "nats, below I(x; z*) at the widest separation (the clusters' means at the ends of "
+            "data.range), which is below H(z*)")
+    if cfg.eval.image_examples:
+        raise ConfigError(f"eval.image_examples={cfg.eval.image_examples} is invalid: must be 0 "
+                          "for data=toy (its examples are bins, not images)")
 
 
 def job_config(cfg: DictConfig) -> DictConfig:

@@ -6,6 +6,9 @@ Every distribution has a batch shape (leading axes) and an event shape (trailing
 their log-densities, shape (n, *batch): flows (IAF) give both cheaply, so the rate never needs
 log_prob of an arbitrary point under the encoder.
 
+`enumerate_support()` gives every value of a distribution with finite support, with its
+log-probability, so that expectations under it are exact sums; other distributions return None.
+
 `kl_divergence(q, p)` is the closed form where one is registered, else None; the caller then
 uses the Monte Carlo estimate from samples.
 """
@@ -31,6 +34,11 @@ class Distribution(struct.PyTreeNode):
 
     def sample(self, key: jax.Array, n: int) -> jax.Array:
         return self.sample_and_log_prob(key, n)[0]
+
+    def enumerate_support(self) -> Optional[Tuple[jax.Array, jax.Array]]:
+        """(values (K, *batch, *event), log-probs (K, *batch)) of all K values of a finite
+        support; None: the support is not finite, expectations need samples."""
+        return None
 
 
 def _sum_event(x: jax.Array, event_ndims: int) -> jax.Array:
@@ -71,13 +79,42 @@ class Bernoulli(Distribution):
         return (self.logits > 0).astype(self.logits.dtype)
 
 
+class Categorical(Distribution):
+    """Categorical over K values, given as one-hot vectors (like distrax's OneHotCategorical):
+    logits (*batch, K), event shape (K,). Samples are not reparameterised (no gradient flows
+    through them): training uses `enumerate_support`, which is exact."""
+
+    logits: jax.Array
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        return jnp.sum(value * jax.nn.log_softmax(self.logits), axis=-1)
+
+    def sample_and_log_prob(self, key, n):
+        k = self.logits.shape[-1]
+        idx = jax.random.categorical(key, self.logits, shape=(n,) + self.logits.shape[:-1])
+        z = jax.nn.one_hot(idx, k, dtype=self.logits.dtype)
+        return z, self.log_prob(z)
+
+    def enumerate_support(self):
+        k, batch = self.logits.shape[-1], self.logits.shape[:-1]
+        eye = jnp.eye(k, dtype=self.logits.dtype).reshape((k,) + (1,) * len(batch) + (k,))
+        values = jnp.broadcast_to(eye, (k,) + batch + (k,))
+        return values, jnp.moveaxis(jax.nn.log_softmax(self.logits), -1, 0)
+
+
 def _kl_diag_gaussians(q: DiagGaussian, p: DiagGaussian) -> jax.Array:
     ratio = (q.scale / p.scale) ** 2
     terms = 0.5 * (ratio + ((q.loc - p.loc) / p.scale) ** 2 - 1.0 - jnp.log(ratio))
     return terms.sum(-1)
 
 
-_KL: Dict[Tuple[Type, Type], Callable] = {(DiagGaussian, DiagGaussian): _kl_diag_gaussians}
+def _kl_categoricals(q: Categorical, p: Categorical) -> jax.Array:
+    log_q, log_p = jax.nn.log_softmax(q.logits), jax.nn.log_softmax(p.logits)
+    return jnp.sum(jnp.exp(log_q) * (log_q - log_p), axis=-1)
+
+
+_KL: Dict[Tuple[Type, Type], Callable] = {(DiagGaussian, DiagGaussian): _kl_diag_gaussians,
+                                          (Categorical, Categorical): _kl_categoricals}
 
 
 def kl_divergence(q: Distribution, p: Distribution) -> Optional[jax.Array]:

@@ -2,13 +2,14 @@
 
 Each batch of examples is evaluated inside one jitted call; its k samples of z are drawn in
 groups (`lax.map` with a batch size) so that memory stays bounded for large k. D and the Monte
-Carlo rate average over the same k samples that the IWAE bound uses.
+Carlo rate average over the same k samples that the IWAE bound uses. A model whose encoder has a
+finite support evaluates all of it at each of the k draws (exact: k = 1 suffices).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Dict
+from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -27,9 +28,11 @@ def log_terms(apply_fn, params, x: jax.Array, key: jax.Array, k: int,
     group = max(1, min(k, max_decodes // x.shape[0]))
     terms = jax.lax.map(lambda kk: apply_fn({"params": params}, x, kk),
                         jax.random.split(key, k), batch_size=group)
-    # Each map step drew one sample: fold the (k, 1, B) axes into (k, B).
-    return terms.replace(log_d=terms.log_d[:, 0], log_e=terms.log_e[:, 0],
-                         log_m=terms.log_m[:, 0], kl=None if terms.kl is None else terms.kl[0])
+    # Each map step gave S latents (1 sample, or an enumerated support): (k, S, B) -> (k*S, B).
+    fold = lambda a: None if a is None else a.reshape((-1,) + a.shape[2:])
+    return terms.replace(log_d=fold(terms.log_d), log_e=fold(terms.log_e),
+                         log_m=fold(terms.log_m), weights=fold(terms.weights),
+                         kl=None if terms.kl is None else terms.kl[0])
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
@@ -40,9 +43,12 @@ def _eval_batch(apply_fn, params, images, key, k, max_decodes, binarization):
 
 
 def evaluate(apply_fn, params, images: np.ndarray, key: jax.Array, k: int, batch_size: int,
-             binarization: str, max_decodes: int = 16384) -> Dict[str, float]:
-    """Means over all examples of `images` (N, *image) uint8, plus 'rate_estimator'."""
+             binarization: str, max_decodes: int = 16384,
+             weights: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """Means over all examples of `images` (N, *image) uint8, weighted by `weights` (N,) if
+    given (data given as a distribution: then exact expectations), plus 'rate_estimator'."""
     n = len(images)
+    weights = np.ones(n) if weights is None else np.asarray(weights, np.float64)
     # The last batch is padded (with repeats, then masked out) to keep one compiled shape.
     padded = np.take(images, np.arange(n + (-n) % batch_size) % n, axis=0)
     sums = {q: 0.0 for q in QUANTITIES}
@@ -50,9 +56,10 @@ def evaluate(apply_fn, params, images: np.ndarray, key: jax.Array, k: int, batch
         out = _eval_batch(apply_fn, params, jnp.asarray(padded[start:start + batch_size]),
                           jax.random.fold_in(key, i), k, max_decodes, binarization)
         valid = min(batch_size, n - start)
+        w = weights[start:start + valid]
         for q in QUANTITIES:
-            sums[q] += float(np.asarray(out[q][:valid], np.float64).sum())
-    result = {q: sums[q] / n for q in QUANTITIES}
+            sums[q] += float((np.asarray(out[q][:valid], np.float64) * w).sum())
+    result = {q: sums[q] / weights.sum() for q in QUANTITIES}
     probe = jax.eval_shape(lambda: apply_fn({"params": params}, jnp.asarray(images[:1], jnp.float32),
                                             key))
     result["rate_estimator"] = rate_estimator(probe)

@@ -12,19 +12,21 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
+from rdsweep import toy
 from rdsweep.checkpoints import RunCheckpoints
 from rdsweep.config import ConfigError
 from rdsweep.evaluate import evaluate
 from rdsweep.images import save_images
-from rdsweep.input_pipeline import load_split, prepare_batch
+from rdsweep.input_pipeline import Split, load_data, prepare_batch
 from rdsweep.models import VAE
 from rdsweep.outputs import IMAGES, RunLog, write_metrics, write_train_log
-from rdsweep.train import (create_state, make_optimizer, make_train_step, stack, total_steps,
-                           train, unstack)
+from rdsweep.train import (create_state, examples_per_step, make_optimizer, make_train_step,
+                           stack, total_steps, train, unstack)
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +121,10 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     start = time.perf_counter()
     cfg = cfgs[0]  # the shared structure
     data = cfg.data
-    train_images = load_split(data.train_split, data)
-    test_images = load_split(data.test_split, data)
+    train_split, test_split = load_data(data)
     model = build_model(cfg)
-    example = jnp.zeros((1,) + train_images.shape[1:], jnp.float32)
-    n_train = len(train_images)
+    example = jnp.zeros((1,) + train_split.images.shape[1:], jnp.float32)
+    n_train = len(train_split.images)
     steps = total_steps(cfg.train, n_train)
     grid = grid_batching(cfg.train.grid_batching) if len(cfgs) > 1 else None
 
@@ -141,8 +142,9 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     with contextlib.ExitStack() as exits:
         run_logs = [exits.enter_context(RunLog(d, steps, resumed_from, cfg.train.tensorboard))
                     for d in run_dirs]
-        for state, new_rows in train(state, step, jax.device_put(train_images), steps,
-                                     cfg.train.log_every, cfg.train.batch_size, grid):
+        for state, new_rows in train(state, step, jax.device_put(train_split.images), steps,
+                                     cfg.train.log_every, examples_per_step(cfg.train, n_train),
+                                     grid, jax.device_put(train_split.weights)):
             for k, row in enumerate(new_rows):
                 if diverged[k] is not None:
                     continue
@@ -170,8 +172,8 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
                 continue
             params = unstack(state, k).params if grid else state.params
             try:  # one run's failure stays in that run
-                result = _evaluate(c, run_dirs[k], state.apply_fn, params, train_images,
-                                   test_images, keys[k][1])
+                result = _evaluate(c, run_dirs[k], state.apply_fn, params, train_split,
+                                   test_split, keys[k][1])
             except Exception as e:
                 log.exception("%s: evaluation failed", run_dirs[k])
                 results.append(_failed(e))
@@ -183,26 +185,40 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     return results
 
 
-def _evaluate(cfg: DictConfig, run_dir: str, apply_fn, params, train_images, test_images,
-              eval_key) -> Dict[str, Any]:
-    """Test (and train) bounds and images.png of one trained model."""
+def _evaluate(cfg: DictConfig, run_dir: str, apply_fn, params, train_split: Split,
+              test_split: Split, eval_key) -> Dict[str, Any]:
+    """Test (and train) bounds, images.png, and the toy problem's extras of one trained model."""
     data = cfg.data
-    ev = lambda images, key: evaluate(apply_fn, params, images, key, cfg.eval.iwae_samples,
-                                      cfg.eval.batch_size, data.binarization)
-    test = ev(test_images, jax.random.fold_in(eval_key, 0))
-    train_eval = (ev(train_images[:cfg.eval.train_examples], jax.random.fold_in(eval_key, 1))
+    ev = lambda split, key: evaluate(apply_fn, params, split.images, key, cfg.eval.iwae_samples,
+                                     cfg.eval.batch_size, data.binarization,
+                                     weights=split.weights)
+    test = ev(test_split, jax.random.fold_in(eval_key, 0))
+    train_eval = (ev(train_split.head(cfg.eval.train_examples), jax.random.fold_in(eval_key, 1))
                   if cfg.eval.train_examples else None)
     estimator = test.pop("rate_estimator")
     if train_eval:
         train_eval.pop("rate_estimator")
     if cfg.eval.image_examples:
         n = cfg.eval.image_examples
-        x = prepare_batch(jnp.asarray(test_images[:n]), jax.random.fold_in(eval_key, 2),
+        x = prepare_batch(jnp.asarray(test_split.images[:n]), jax.random.fold_in(eval_key, 2),
                           data.binarization)
         save_images(os.path.join(run_dir, IMAGES), apply_fn, params, x,
                     jax.random.fold_in(eval_key, 3))
     log.info("%s: test R %.2f  D %.2f  ELBO %.2f  IWAE(k=%d) %.2f nats  (rate: %s)", run_dir,
              test["rate"], test["distortion"], test["elbo"], cfg.eval.iwae_samples, test["iwae"],
              estimator)
-    return {"status": "completed", "rate_estimator": estimator, "test": test,
-            "train": train_eval}
+    result = {"status": "completed", "rate_estimator": estimator, "test": test,
+              "train": train_eval}
+    if data.name == toy.NAME:
+        result["toy"] = _toy_summary(cfg, apply_fn, params, test_split, eval_key)
+    return result
+
+
+def _toy_summary(cfg: DictConfig, apply_fn, params, split: Split, eval_key) -> Dict[str, Any]:
+    """metrics.json's toy extras (rdsweep.toy.summary), with the encoder's e(z|x_j) of every
+    bin where the latent is enumerated."""
+    x = prepare_batch(jnp.asarray(split.images), eval_key, cfg.data.binarization)
+    weights = apply_fn({"params": params}, x, eval_key).weights  # e(z_i|x_j), (K, bins)
+    summary = toy.summary(toy.make(cfg.data), None if weights is None else np.asarray(weights).T)
+    log.info("toy: %s", "  ".join(f"{k} {np.round(v, 4)}" for k, v in summary.items()))
+    return summary

@@ -1,4 +1,5 @@
-"""Data: tensorflow-datasets splits decoded once into uint8 arrays, cached, and binarized on device.
+"""Data: tensorflow-datasets splits decoded once into uint8 arrays, cached, and binarized on device;
+or the toy problem's exact distribution (rdsweep.toy) as weighted examples.
 
 A split is read with `tfds.data_source` (random access, no TensorFlow needed), decoded into one
 (N, H, W, C) uint8 array and cached as .npy under `data.cache_dir`, keyed by the dataset's tfds
@@ -11,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import zlib
-from typing import Optional
+from typing import NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rdsweep import toy
 from rdsweep.fileio import atomic_write
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,29 @@ def load_split(split: str, data_cfg) -> np.ndarray:
     return images
 
 
+class Split(NamedTuple):
+    """A split's examples: images (N, *image_shape) uint8, and weights (N,), each example's
+    probability when the data is a distribution given exactly, or None for a sample of data
+    (every example counts the same)."""
+
+    images: np.ndarray
+    weights: Optional[np.ndarray] = None
+
+    def head(self, n: int) -> "Split":
+        """The first n examples (weights are normalised where they are used)."""
+        return Split(self.images[:n], None if self.weights is None else self.weights[:n])
+
+
+def load_data(data_cfg) -> Tuple[Split, Split]:
+    """(train, test): tfds' data.train_split and data.test_split, or, for the toy data, its
+    exact distribution as both."""
+    if data_cfg.name == toy.NAME:
+        split = Split(*toy.examples(toy.make(data_cfg)))
+        return split, split
+    return (Split(load_split(data_cfg.train_split, data_cfg)),
+            Split(load_split(data_cfg.test_split, data_cfg)))
+
+
 def prepare_batch(images: jax.Array, key: jax.Array, binarization: str) -> jax.Array:
     """uint8 grey levels -> float32 in {0, 1}: as stored (static, already 0/255) or a fresh
     Bernoulli(x / 255) draw (dynamic)."""
@@ -133,7 +158,9 @@ def prepare_batch(images: jax.Array, key: jax.Array, binarization: str) -> jax.A
 
 def check_available(data_cfg) -> None:
     """Raises DataError early if the data cannot be there (offline and not prepared) or a split
-    is not one of the dataset's."""
+    is not one of the dataset's. The toy data is always there."""
+    if data_cfg.name == toy.NAME:
+        return
     directory = data_dir(data_cfg.dir)
     if data_cfg.download:
         return

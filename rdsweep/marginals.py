@@ -1,5 +1,6 @@
-"""Marginals m(z) with closed-form densities: the fixed Gaussian, a learned Gaussian mixture and
-the VampPrior. (The MAF flow marginal is in rdsweep.flows.)
+"""Marginals m(z) with closed-form densities: the fixed Gaussian, a learned Gaussian mixture, the
+VampPrior, and a learned categorical over a discrete latent. (The MAF flow marginal is in
+rdsweep.flows.)
 
 Interface: a module built with `latent_dim` whose __call__(encoder) returns a distribution over
 z with event (latent_dim,) and batch ().
@@ -13,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rdsweep.distributions import DiagGaussian, Mixture
+from rdsweep.distributions import Categorical, DiagGaussian, Mixture
 
 
 class StandardGaussianMarginal(nn.Module):
@@ -60,3 +61,14 @@ class VampPrior(nn.Module):
                          (n,) + tuple(self.image_shape))
         logits = self.param("logits", nn.initializers.zeros, (n,))
         return Mixture(logits, encoder(jax.nn.sigmoid(raw)))
+
+
+class CategoricalMarginal(nn.Module):
+    """m(z_i) = softmax(learned logits)_i over latent_dim one-hot values (a discrete latent, as
+    of rdsweep.toy.ToyEncoder); uniform at initialisation."""
+
+    latent_dim: int
+
+    @nn.compact
+    def __call__(self, encoder: nn.Module | None = None) -> Categorical:
+        return Categorical(self.param("logits", nn.initializers.zeros, (self.latent_dim,)))

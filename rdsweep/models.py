@@ -6,7 +6,9 @@ Interfaces, which every option of a config group implements:
 - decoder:  __call__(z: (B, latent_dim)) -> distribution over x, batch (B,), event image shape
 - marginal: __call__(encoder) -> distribution over z, event (latent_dim,); it gets the encoder so
   that a VampPrior can push its pseudo-inputs through it.
-Images are float32 in {0, 1}, shape (B, H, W, C).
+Images are float32 in {0, 1}, shape (B, H, W, C); the toy data's inputs are one-hot bins (B, bins)
+(rdsweep.toy). An encoder whose distribution has a finite support (`enumerate_support`, e.g.
+Categorical) is evaluated at every latent value instead of sampled: exact terms.
 """
 
 from __future__ import annotations
@@ -64,16 +66,21 @@ class MLPDecoder(nn.Module):
 
 
 class LogTerms(struct.PyTreeNode):
-    """Per-sample log-densities (nats) of S samples z ~ e(z|x) for B inputs.
+    """Per-latent log-densities (nats) of S latent values z_s for B inputs.
 
+    The z_s are S samples z ~ e(z|x) (weights None: each counts 1/S), or, for an encoder with a
+    finite support, all S = K values with weights e(z_s|x): then every mean over S is an exact
+    expectation (rate, distortion, ELBO) and the IWAE sum is exactly log p(x).
     log_d: log d(x|z), (S, B); log_e: log e(z|x), (S, B); log_m: log m(z), (S, B);
-    kl: closed-form KL(e(z|x) || m(z)), (B,), or None where the pair has none.
+    kl: closed-form KL(e(z|x) || m(z)), (B,), or None where the pair has none;
+    weights: None, or e(z_s|x), (S, B).
     """
 
     log_d: jax.Array
     log_e: jax.Array
     log_m: jax.Array
     kl: jax.Array | None
+    weights: jax.Array | None = None
 
 
 class VAE(nn.Module):
@@ -84,14 +91,23 @@ class VAE(nn.Module):
     marginal: nn.Module
 
     def __call__(self, x: jax.Array, key: jax.Array, num_samples: int = 1) -> LogTerms:
+        """num_samples z ~ e(z|x) per input; an encoder with a finite support is instead
+        evaluated at all its values, weighted by e(z|x) (exact; key and num_samples unused)."""
         e = self.encoder(x)
         m = self.marginal(self.encoder)
-        z, log_e = e.sample_and_log_prob(key, num_samples)  # (S, B, L), (S, B)
+        support = e.enumerate_support()
+        if support is None:
+            z, log_e = e.sample_and_log_prob(key, num_samples)  # (S, B, L), (S, B)
+            weights = None
+        else:
+            z, log_e = support
+            weights = jnp.exp(log_e)
         s, b = log_e.shape
         # The decoder sees S*B latents at once; x is repeated to match.
         x_rep = jnp.broadcast_to(x, (s,) + x.shape).reshape((s * b,) + x.shape[1:])
         log_d = self.decoder(z.reshape((s * b,) + z.shape[2:])).log_prob(x_rep).reshape(s, b)
-        return LogTerms(log_d=log_d, log_e=log_e, log_m=m.log_prob(z), kl=kl_divergence(e, m))
+        return LogTerms(log_d=log_d, log_e=log_e, log_m=m.log_prob(z), kl=kl_divergence(e, m),
+                        weights=weights)
 
     def reconstruct(self, x: jax.Array, key: jax.Array) -> jax.Array:
         """z ~ e(z|x), then x' ~ d(x|z): (B, *image) in {0, 1}."""

@@ -3,6 +3,11 @@
 The training images stay on the device as uint8; each step draws its batch there (uniformly,
 with replacement) with a key folded from the run's key and the step number, so a run's
 randomness depends only on (seed, step) and not on how steps are grouped into calls.
+Without a batch size (full-batch mode) every step uses all training examples, in order.
+
+Batch means are plain means, or, for data given as a distribution (the toy problem: every
+support point with its probability), means weighted by the examples' weights, which then are
+exact expectations over the data.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import optax
 from flax.training import train_state
 
 from rdsweep.input_pipeline import prepare_batch
-from rdsweep.objectives import rate_distortion
+from rdsweep.objectives import rate_distortion, weighted_mean
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +37,17 @@ class TrainState(train_state.TrainState):
     objective: Any  # the objective, a pytree of its weights (beta or sigma)
 
 
+def examples_per_step(train_cfg, train_examples: int) -> int:
+    """Examples per step: train.batch_size, or all of them (train.batch_size null: full batch)."""
+    return train_cfg.batch_size or train_examples
+
+
 def total_steps(train_cfg, train_examples: int) -> int:
-    """train.steps, or train.epochs converted to steps of train.batch_size examples."""
+    """train.steps, or train.epochs converted to steps of `examples_per_step`."""
     if train_cfg.epochs is None:
         return train_cfg.steps
-    return max(1, math.ceil(train_cfg.epochs * train_examples / train_cfg.batch_size))
+    return max(1, math.ceil(train_cfg.epochs * train_examples
+                            / examples_per_step(train_cfg, train_examples)))
 
 
 def make_optimizer(train_cfg, train_examples: int) -> optax.GradientTransformation:
@@ -49,7 +60,8 @@ def make_optimizer(train_cfg, train_examples: int) -> optax.GradientTransformati
     steps = total_steps(train_cfg, train_examples)
     hold = train_cfg.lr_hold_steps
     if train_cfg.lr_hold_epochs is not None:
-        hold = round(train_cfg.lr_hold_epochs * train_examples / train_cfg.batch_size)
+        hold = round(train_cfg.lr_hold_epochs * train_examples
+                     / examples_per_step(train_cfg, train_examples))
     decay = hold is not None and hold < steps
     relative = optax.join_schedules(  # 1 while held, then linearly to 0
         [optax.constant_schedule(1.0), optax.linear_schedule(1.0, 0.0, steps - hold)],
@@ -73,28 +85,35 @@ def create_state(model, optimizer: optax.GradientTransformation, objective, exam
                              objective=objective)
 
 
-def make_train_step(batch_size: int,
-                    binarization: str) -> Callable[[TrainState, jax.Array], Tuple[TrainState, Metrics]]:
-    """Returns the pure step (state, train_images) -> (state, batch-mean metrics in nats)."""
+def make_train_step(batch_size: Optional[int], binarization: str) -> Callable[
+        [TrainState, jax.Array, Optional[jax.Array]], Tuple[TrainState, Metrics]]:
+    """Returns the pure step (state, train_images (N, *image), weights (N,) or None) ->
+    (state, batch-mean metrics in nats). batch_size None: the full batch, every step."""
 
-    def train_step(state: TrainState, images: jax.Array) -> Tuple[TrainState, Metrics]:
+    def train_step(state: TrainState, images: jax.Array,
+                   weights: Optional[jax.Array] = None) -> Tuple[TrainState, Metrics]:
         k_idx, k_bin, k_z = jax.random.split(jax.random.fold_in(state.key, state.step), 3)
-        idx = jax.random.randint(k_idx, (batch_size,), 0, images.shape[0])
-        x = prepare_batch(images[idx], k_bin, binarization)
+        if batch_size is not None:
+            idx = jax.random.randint(k_idx, (batch_size,), 0, images.shape[0])
+            images = images[idx]
+            weights = None if weights is None else weights[idx]
+        x = prepare_batch(images, k_bin, binarization)
+        mean = lambda v: weighted_mean(v, weights)
 
         def loss_fn(params):
             q = rate_distortion(state.apply_fn({"params": params}, x, k_z))
-            return state.objective(q["rate"].mean(), q["distortion"].mean(), state.step), q
+            return state.objective(mean(q["rate"]), mean(q["distortion"]), state.step), q
 
         (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        metrics = {"loss": loss, **{k: q[k].mean() for k in ("rate", "distortion", "elbo")}}
+        metrics = {"loss": loss, **{k: mean(q[k]) for k in ("rate", "distortion", "elbo")}}
         return state.apply_gradients(grads=grads), metrics
 
     return train_step
 
 
 def make_train_chunk(train_step: Callable, grid: Optional[str] = None) -> Callable:
-    """Jits `n` steps as one scan; the state's buffers are donated (updated in place).
+    """Jits `n` steps as one scan over the training images and, if given, their weights (N,);
+    the state's buffers are donated (updated in place).
 
     grid: None for one model; else the state is a stack of K models' states (leading axis K)
     sharing the training images, stepped by "vmap" (one batched step: fast for matmuls and on
@@ -102,21 +121,22 @@ def make_train_chunk(train_step: Callable, grid: Optional[str] = None) -> Callab
     after another inside the program, each at the speed of a single run, since XLA:CPU runs
     vmapped convolutions as slow grouped convolutions). Metrics: (n,) per name, or (n, K).
     """
-    def scan(state, images, n):
-        return jax.lax.scan(lambda s, _: train_step(s, images), state, None, length=n)
+    def scan(state, images, n, weights):
+        return jax.lax.scan(lambda s, _: train_step(s, images, weights), state, None, length=n)
 
-    def grid_scan(states, images, n):
+    def grid_scan(states, images, n, weights):
         if grid == "vmap":
-            return jax.lax.scan(lambda s, _: jax.vmap(train_step, in_axes=(0, None))(s, images),
-                                states, None, length=n)
+            batched = jax.vmap(train_step, in_axes=(0, None, None))
+            return jax.lax.scan(lambda s, _: batched(s, images, weights), states, None, length=n)
         # map outside the scan: each model's state is sliced out and written back once per
         # call, not once per step (which costs a copy of every parameter and moment per step).
-        states, metrics = jax.lax.map(lambda s: scan(s, images, n), states)
+        states, metrics = jax.lax.map(lambda s: scan(s, images, n, weights), states)
         return states, jax.tree_util.tree_map(lambda m: m.swapaxes(0, 1), metrics)
 
     @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
-    def train_chunk(state: TrainState, images: jax.Array, n: int) -> Tuple[TrainState, Metrics]:
-        return (scan if grid is None else grid_scan)(state, images, n)
+    def train_chunk(state: TrainState, images: jax.Array, n: int,
+                    weights: Optional[jax.Array] = None) -> Tuple[TrainState, Metrics]:
+        return (scan if grid is None else grid_scan)(state, images, n, weights)
 
     return train_chunk
 
@@ -132,10 +152,12 @@ def unstack(state: TrainState, k: int) -> TrainState:
 
 
 def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int,
-          chunk: int, batch_size: int,
-          grid: Optional[str] = None) -> Iterator[Tuple[TrainState, List[Dict[str, float]]]]:
+          chunk: int, batch_size: int, grid: Optional[str] = None,
+          weights: Optional[jax.Array] = None
+          ) -> Iterator[Tuple[TrainState, List[Dict[str, float]]]]:
     """Runs `steps` steps in calls of `chunk` steps; yields the state and log rows per call,
     one row per model (grid, see make_train_chunk: K stacked models; else one).
+    batch_size: examples per step (for images/s); weights: the examples' weights (N,), or None.
 
     A row holds the step reached, the chunk's mean loss/rate/distortion/elbo and images/s (of
     that model; a grid processes K times as many in all).
@@ -146,7 +168,7 @@ def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int
     while done < steps:
         n = min(chunk, steps - done)
         t0 = time.perf_counter()
-        state, metrics = train_chunk(state, images, n)
+        state, metrics = train_chunk(state, images, n, weights)
         means = {k: np.atleast_1d(np.asarray(v).mean(axis=0)) for k, v in
                  jax.device_get(metrics).items()}
         done += n

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 from scipy import special, stats
 
-from rdsweep.distributions import Bernoulli, DiagGaussian, kl_divergence
+from rdsweep.distributions import Bernoulli, Categorical, DiagGaussian, kl_divergence
 
 
 
@@ -60,3 +60,41 @@ def test_samples_have_the_right_moments():
     assert z.shape == (100_000, 2)
     np.testing.assert_allclose(z.mean(0), [1.0, -2.0], atol=0.05)
     np.testing.assert_allclose(z.std(0), [0.5, 3.0], rtol=0.02)
+
+
+def _categorical(seed=4, batch=(3,), k=5):
+    logits = np.random.default_rng(seed).normal(scale=2.0, size=batch + (k,))
+    return logits, special.softmax(logits, axis=-1), Categorical(jnp.asarray(logits, jnp.float32))
+
+
+def test_categorical_log_prob_of_one_hot_values():
+    logits, p, d = _categorical()
+    idx = np.array([4, 0, 2])
+    got = d.log_prob(jnp.asarray(np.eye(5)[idx], jnp.float32))
+    np.testing.assert_allclose(np.asarray(got), np.log(p[np.arange(3), idx]), rtol=1e-5)
+
+
+def test_categorical_samples_are_one_hot_with_the_right_frequencies():
+    _, p, d = _categorical()
+    z, log_p = d.sample_and_log_prob(jax.random.PRNGKey(5), 100_000)
+    z = np.asarray(z)
+    assert z.shape == (100_000, 3, 5) and np.all(z.sum(-1) == 1) and set(np.unique(z)) == {0, 1}
+    np.testing.assert_allclose(z.mean(0), p, atol=0.01)
+    np.testing.assert_allclose(np.asarray(log_p), np.log((z * p).sum(-1)), rtol=1e-5)
+
+
+def test_categorical_enumerates_its_support():
+    _, p, d = _categorical()
+    values, log_p = d.enumerate_support()
+    assert values.shape == (5, 3, 5) and log_p.shape == (5, 3)
+    np.testing.assert_array_equal(np.asarray(values),
+                                  np.broadcast_to(np.eye(5)[:, None], (5, 3, 5)))
+    np.testing.assert_allclose(np.exp(np.asarray(log_p)), p.T, rtol=1e-5)
+    assert DiagGaussian(jnp.zeros(2), jnp.ones(2)).enumerate_support() is None
+
+
+def test_categorical_kl_matches_numpy():
+    _, q, dq = _categorical(seed=6)
+    _, p, dp = _categorical(seed=7, batch=())
+    want = (q * np.log(q / p)).sum(-1)
+    np.testing.assert_allclose(np.asarray(kl_divergence(dq, dp)), want, rtol=1e-5)

@@ -26,6 +26,19 @@ def test_monte_carlo_quantities_match_numpy():
     assert rate_estimator(t) == "monte_carlo"
 
 
+def test_weighted_quantities_match_numpy():
+    """Weights over the samples (an enumerated latent: e(z|x)) make weighted means, and the
+    IWAE sum a weighted one."""
+    t = _terms(None)
+    w = np.random.default_rng(1).dirichlet(np.ones(7), size=5).T  # (S, B), columns sum to 1
+    q = {k: np.asarray(v) for k, v in rate_distortion(
+        t.replace(weights=jnp.asarray(w, jnp.float32))).items()}
+    d, e, m = (np.asarray(a, np.float64) for a in (t.log_d, t.log_e, t.log_m))
+    np.testing.assert_allclose(q["distortion"], -(w * d).sum(0), rtol=1e-5)
+    np.testing.assert_allclose(q["rate"], (w * (e - m)).sum(0), rtol=1e-5)
+    np.testing.assert_allclose(q["iwae"], special.logsumexp(d + m - e, 0, b=w), rtol=1e-5)
+
+
 def test_analytic_rate_is_used_when_given():
     kl = np.arange(5.0) + 3.0
     t = _terms(kl)
