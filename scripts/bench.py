@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import importlib.metadata
 import os
 import platform
@@ -69,6 +70,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rdsweep import config as config_lib
+from rdsweep.conv import (PAPER_DECODER_CHANNELS, PAPER_ENCODER_CHANNELS, Conv, Deconv, Gated,
+                          preset_channels)
 from rdsweep.evaluate import _eval_batch, evaluate
 from rdsweep.experiment import build_model, grid_batching
 from rdsweep.input_pipeline import load_split
@@ -405,11 +408,10 @@ def training_rows(names: Sequence[str], overrides: Dict[str, List[str]], images,
     return rows
 
 
-# conv_small's layers, in order: (name, input side, c_in, c_out, kernel, stride, kind, padding);
-# c_out counts the gated layer's outputs (it computes twice as many). Widths: the small presets.
 def conv_small_layers() -> List[Tuple[str, int, int, int, int, int, str, str]]:
-    from rdsweep.conv import PAPER_DECODER_CHANNELS, PAPER_ENCODER_CHANNELS, preset_channels
-
+    """conv_small's layers, in order: (name, input side, c_in, c_out, kernel, stride, kind,
+    padding), as rdsweep.conv builds them at the small presets' widths; c_out counts a gated
+    layer's outputs (it computes twice as many)."""
     e = preset_channels("small", None, PAPER_ENCODER_CHANNELS, "encoder")
     d = preset_channels("small", None, PAPER_DECODER_CHANNELS, "decoder")
     latent = compose_config([]).latent_dim
@@ -430,12 +432,8 @@ def conv_small_layers() -> List[Tuple[str, int, int, int, int, int, str, str]]:
 def jax_layer_seconds(spec, batch: int, repeats: int, steps: int = 20) -> float:
     """Seconds of one forward + backward (parameter and input gradients) of an rdsweep layer,
     from a compiled scan of `steps` of them."""
-    import functools as ft
-
-    from rdsweep.conv import Conv, Deconv, Gated
-
     _, side, c_in, c_out, k, stride, kind, padding = spec
-    make = ft.partial(Deconv if kind == "deconv" else Conv, kernel_size=(k, k), strides=stride,
+    make = functools.partial(Deconv if kind == "deconv" else Conv, kernel_size=(k, k), strides=stride,
                       padding=padding)
     layer = make(c_out) if kind == "out" else Gated(make, c_out)
     x = jax.random.normal(jax.random.PRNGKey(0), (batch, side, side, c_in))
