@@ -26,12 +26,9 @@ def grid(rows) -> np.ndarray:
     return out
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _samples(apply_fn, params, x, key, n):
-    k_rec, k_gen = jax.random.split(key)
-    variables = {"params": params}
-    return (apply_fn(variables, x, k_rec, method=VAE.reconstruct),
-            apply_fn(variables, k_gen, n, method=VAE.generate))
+@functools.partial(jax.jit, static_argnums=0)
+def _samples(apply_fn, params, x, key):
+    return apply_fn({"params": params}, x, key, method=VAE.reconstruct_and_generate)
 
 
 def save_images(path: str, apply_fn, params, x: jax.Array, key: jax.Array) -> None:
@@ -39,7 +36,7 @@ def save_images(path: str, apply_fn, params, x: jax.Array, key: jax.Array) -> No
     (z ~ e(z|x), x' ~ d(x|z)), row 3 n samples (z ~ m(z), x ~ d(x|z)); scaled up 3x."""
     from PIL import Image
 
-    recon, samples = _samples(apply_fn, params, x, key, x.shape[0])
+    recon, samples = _samples(apply_fn, params, x, key)
     picture = Image.fromarray(grid([x, recon, samples]))
     picture = picture.resize((picture.width * 3, picture.height * 3), Image.Resampling.NEAREST)
     buffer = io.BytesIO()

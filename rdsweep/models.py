@@ -109,14 +109,13 @@ class VAE(nn.Module):
         return LogTerms(log_d=log_d, log_e=log_e, log_m=m.log_prob(z), kl=kl_divergence(e, m),
                         weights=weights)
 
-    def reconstruct(self, x: jax.Array, key: jax.Array) -> jax.Array:
-        """z ~ e(z|x), then x' ~ d(x|z): (B, *image) in {0, 1}."""
-        k_z, k_x = jax.random.split(key)
-        z = self.encoder(x).sample(k_z, 1)[0]
-        return self.decoder(z).sample(k_x, 1)[0]
-
-    def generate(self, key: jax.Array, n: int) -> jax.Array:
-        """z ~ m(z), then x ~ d(x|z): (n, *image) in {0, 1}."""
-        k_z, k_x = jax.random.split(key)
-        z = self.marginal(self.encoder).sample(k_z, n)
-        return self.decoder(z).sample(k_x, 1)[0]
+    def reconstruct_and_generate(self, x: jax.Array, key: jax.Array) -> Tuple[jax.Array, jax.Array]:
+        """Reconstructions (z ~ e(z|x), x' ~ d(x|z)) of x (B, *image) and B samples
+        (z ~ m(z), x ~ d(x|z)), both (B, *image) in {0, 1}. Both latents go through one decoder
+        draw, so an autoregressive decoder makes one pixel-by-pixel pass, not two."""
+        k_rec, k_gen, k_x = jax.random.split(key, 3)
+        b = x.shape[0]
+        z = jnp.concatenate([self.encoder(x).sample(k_rec, 1)[0],
+                             self.marginal(self.encoder).sample(k_gen, b)])
+        images = self.decoder(z).sample(k_x, 1)[0]
+        return images[:b], images[b:]
