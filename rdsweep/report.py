@@ -3,7 +3,8 @@
     rdsweep-report outputs/sweeps/2026-11-24/10-00-00-000000 --compare paper_mnist
 
 Writes into SWEEP_DIR/report/: results.csv and results.parquet (one row per run, planned jobs
-that never started included), rd_plane.png (D against R), skew.png (-ELBO against R), images.png
+that never started included), families.md (R / D / ELBO, a row per family, a column per beta or
+sigma), rd_plane.png (D against R), skew.png (-ELBO against R), images.png
 (the inputs, reconstructions and samples of a few runs) and, with --compare, the paper's beta = 1
 numbers next to ours. Runs that are not completed are never dropped silently: they are rows of
 the table and are counted under each plot.
@@ -400,6 +401,27 @@ def images_figure(table: pd.DataFrame, sweep_dir: str, runs: Sequence[str]) -> F
     return fig
 
 
+# --- the family x setting table ----------------------------------------------------------------
+
+def family_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per family, one column per setting (β=.. / σ=..), each cell "R / D / ELBO" of the
+    completed runs (means, "(n runs)" if several seeds), else the statuses of its runs."""
+    ordered = table.sort_values(["objective", "beta", "sigma"], kind="stable")
+    ordered = ordered.assign(setting=[setting(row) for row in ordered.itertuples()])
+
+    def cell(runs: pd.DataFrame) -> str:
+        done = runs[runs.status == "completed"]
+        if done.empty:
+            return ", ".join(sorted(set(runs.status)))
+        text = " / ".join(f"{done[q].mean():.1f}" for q in ("rate", "distortion", "elbo"))
+        return text + (f" ({len(done)} runs)" if len(done) > 1 else "")
+
+    cells = {key: cell(runs) for key, runs in ordered.groupby(["family", "setting"], sort=False)}
+    settings = list(dict.fromkeys(ordered.setting))
+    return pd.DataFrame([{"family": family, **{s: cells.get((family, s)) for s in settings}}
+                         for family in dict.fromkeys(table.family)])
+
+
 # --- comparison with the paper -----------------------------------------------------------------
 
 def reference_names() -> List[str]:
@@ -481,10 +503,14 @@ def build_report(sweep_dir: str, compare: Optional[str] = None,
 
     folder = os.path.join(sweep_dir, REPORT)
     paths = {name: os.path.join(folder, name)
-             for name in ("results.csv", "results.parquet", "rd_plane.png", "skew.png")}
+             for name in ("results.csv", "results.parquet", "families.md", "rd_plane.png",
+                          "skew.png")}
     _save_csv(table, paths["results.csv"])
     atomic_write(paths["results.parquet"], lambda f: table.to_parquet(f, index=False),
                  binary=True)
+    atomic_write(paths["families.md"], lambda f: f.write(
+        f"Test R / D / ELBO (nats) per family and setting, {sweep_dir}\n\n"
+        + markdown(family_table(table)) + "\n"))
     _save_figure(rd_plane_figure(table), paths["rd_plane.png"])
     _save_figure(skew_figure(table), paths["skew.png"])
     if runs:
@@ -524,7 +550,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rdsweep-report",
         description="Collects the runs of a sweep folder into SWEEP_DIR/report/: results.csv, "
-                    "results.parquet, rd_plane.png, skew.png, images.png.")
+                    "results.parquet, families.md, rd_plane.png, skew.png, images.png.")
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep folder (hydra.sweep.dir)")
     parser.add_argument("--compare", metavar="NAME",
                         help="compare beta = 1 with a reference table, e.g. paper_mnist")

@@ -188,6 +188,20 @@ def test_rows_are_sorted_by_family_then_beta(sweep):
     assert table.family.iloc[0] == "---"
 
 
+def test_family_table_has_a_cell_per_family_and_setting(sweep):
+    lines = (sweep[0] / "report" / "families.md").read_text().splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line[:1] == "|"]
+    header, cells = rows[0], {row[0]: dict(zip(rows[0], row)) for row in rows[2:]}
+    assert header == ["family", "β=0.3", "β=1", "β=3", "β=10", "σ=5"]
+    assert cells["---"]["β=1"] == "28.0 / 60.2 / -88.2 (2 runs)"  # means of the two seeds
+    assert cells["---"]["β=0.3"] == "40.0 / 50.0 / -90.0"
+    assert cells["-+v"] == {"family": "-+v", "β=0.3": "corrupt", "β=1": "0.5 / 80.0 / -80.5",
+                            "β=3": "", "β=10": "", "σ=5": ""}
+    assert cells["+--"]["β=3"] == "diverged" and cells["+++"]["β=10"] == "missing"
+    assert cells["--+"]["σ=5"] == "5.1 / 78.0 / -83.1"
+    assert list(cells) == ["---", "--+", "--v", "-+v", "+--", "+++", "++v", "mlp/mlp/mixture"]
+
+
 def test_parquet_equals_csv(sweep):
     folder = sweep[0] / "report"
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "results.parquet"),
