@@ -1,5 +1,5 @@
-"""Hydra callbacks: bad input rejected before Hydra creates any output folder; a sweep's plan,
-progress and final report.
+"""Hydra callbacks: bad input rejected before Hydra creates any output folder (through
+rdsweep.lifecycle); a sweep's plan, progress and final report.
 
 `on_run_start` and `on_multirun_start` run before Hydra makes a run or sweep folder, so a value
 out of range, missing data or a run folder that holds another finished run ends here with one
@@ -25,49 +25,22 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from rdsweep import sweep
-from rdsweep.sweep import FINISHED
-from rdsweep.config import ConfigError, config_hash, validate
-from rdsweep.input_pipeline import DataError, check_available
+from rdsweep.lifecycle import BAD_INPUT, FINISHED, fail, finished_here, validate
 from rdsweep.outputs import read_metrics
 
 log = logging.getLogger(__name__)
 
 
-def fail(message: str) -> None:
-    """One line on stderr, exit code 2."""
-    print(f"rdsweep: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def check(cfg: DictConfig) -> None:
-    """Raises ConfigError or DataError if cfg cannot run."""
-    validate(cfg)
-    check_available(cfg.data)
-
-
-def check_run_folder(run_dir: str, cfg: DictConfig) -> bool:
-    """True if run_dir already holds this config's finished run (completed or diverged: a re-run
-    would repeat it exactly); raises if it holds another config's."""
-    existing = read_metrics(run_dir)
-    if not existing or existing.get("status") not in FINISHED:
-        return False
-    if existing.get("config_hash") != config_hash(cfg):
-        raise ConfigError(
-            f"hydra.run.dir={run_dir} already holds a finished run of another config; "
-            "choose another hydra.run.dir (finished runs are never overwritten)")
-    return True
-
-
 class ValidateConfig(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            check(config)
+            validate(config)
             run_dir = OmegaConf.select(config, "hydra.run.dir")
-            if check_run_folder(run_dir, config):
+            if finished_here(run_dir, config):
                 print(f"rdsweep: {run_dir} already holds this run, finished; not run again",
                       file=sys.stderr)
                 sys.exit(0)
-        except (ConfigError, DataError) as e:
+        except BAD_INPUT as e:
             fail(str(e))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -75,7 +48,7 @@ class ValidateConfig(Callback):
         command line's sweeps and those of hydra.sweeper.params (an experiment's grid)."""
         overrides = OverridesParser.create().parse_overrides(sweep.sweep_lines(config))
         try:
-            check(config)
+            validate(config)
             for override in overrides:
                 key = override.key_or_group
                 if override.is_sweep_override() and not isinstance(OmegaConf.select(config, key),
@@ -84,8 +57,8 @@ class ValidateConfig(Callback):
                         trial = config.copy()
                         with open_dict(trial):
                             OmegaConf.update(trial, key, value, force_add=False)
-                        check(trial)
-        except (ConfigError, DataError) as e:
+                        validate(trial)
+        except BAD_INPUT as e:
             fail(str(e))
         except OmegaConfBaseException as e:
             fail(str(e).splitlines()[0])

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import jax
 import orbax.checkpoint as ocp
 
-from rdsweep.config import ConfigError
+from rdsweep.option import ConfigError
 from rdsweep.outputs import CHECKPOINTS
 
 log = logging.getLogger(__name__)

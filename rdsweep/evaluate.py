@@ -9,15 +9,15 @@ finite support evaluates all of it at each of the k draws (exact: k = 1 suffices
 from __future__ import annotations
 
 import functools
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rdsweep.input_pipeline import prepare_batch
+from rdsweep.bounds import rate_distortion, rate_estimator
+from rdsweep.data import prepare_batch
 from rdsweep.models import LogTerms
-from rdsweep.objectives import rate_distortion, rate_estimator
 
 QUANTITIES = ("rate", "rate_mc", "distortion", "elbo", "iwae")
 
@@ -36,7 +36,9 @@ def log_terms(apply_fn, params, x: jax.Array, key: jax.Array, k: int,
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _eval_batch(apply_fn, params, images, key, k, max_decodes, binarization):
+def eval_batch(apply_fn, params, images: jax.Array, key: jax.Array, k: int, max_decodes: int,
+               binarization: str) -> Dict[str, jax.Array]:
+    """The per-example bounds (B,) of one batch of uint8 images (B, *image), k samples each."""
     k_bin, k_z = jax.random.split(key)
     x = prepare_batch(images, k_bin, binarization)
     return rate_distortion(log_terms(apply_fn, params, x, k_z, k, max_decodes))
@@ -44,16 +46,18 @@ def _eval_batch(apply_fn, params, images, key, k, max_decodes, binarization):
 
 def evaluate(apply_fn, params, images: np.ndarray, key: jax.Array, k: int, batch_size: int,
              binarization: str, max_decodes: int = 16384,
-             weights: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """Means over all examples of `images` (N, *image) uint8, weighted by `weights` (N,) if
-    given (data given as a distribution: then exact expectations), plus 'rate_estimator'."""
+             weights: Optional[np.ndarray] = None) -> Tuple[Dict[str, float], str]:
+    """(means over all examples of `images` (N, *image) uint8, weighted by `weights` (N,) if
+    given (data given as a distribution: then exact expectations), how the rate was computed:
+    "analytic" or "monte_carlo")."""
     n = len(images)
+    batch_size = min(batch_size, n)  # a larger batch would only pad
     weights = np.ones(n) if weights is None else np.asarray(weights, np.float64)
     # The last batch is padded (with repeats, then masked out) to keep one compiled shape.
     padded = np.take(images, np.arange(n + (-n) % batch_size) % n, axis=0)
     sums = {q: 0.0 for q in QUANTITIES}
     for i, start in enumerate(range(0, len(padded), batch_size)):
-        out = _eval_batch(apply_fn, params, jnp.asarray(padded[start:start + batch_size]),
+        out = eval_batch(apply_fn, params, jnp.asarray(padded[start:start + batch_size]),
                           jax.random.fold_in(key, i), k, max_decodes, binarization)
         valid = min(batch_size, n - start)
         w = weights[start:start + valid]
@@ -62,6 +66,5 @@ def evaluate(apply_fn, params, images: np.ndarray, key: jax.Array, k: int, batch
     result = {q: sums[q] / weights.sum() for q in QUANTITIES}
     probe = jax.eval_shape(lambda: apply_fn({"params": params}, jnp.asarray(images[:1], jnp.float32),
                                             key))
-    result["rate_estimator"] = rate_estimator(probe)
     result.update(examples=n, iwae_samples=k)
-    return result
+    return result, rate_estimator(probe)

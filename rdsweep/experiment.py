@@ -1,5 +1,7 @@
-"""One run (or a grid of runs trained together), end to end: config -> data -> model ->
-objective -> training -> evaluation -> outputs."""
+"""Runs end to end: config -> data -> model -> objective -> training -> evaluation -> outputs.
+
+A single run is a grid of one: K >= 1 runs that differ only in grid scalars train side by side
+as one compiled program (rdsweep.train), and each writes its own run folder."""
 
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
-from rdsweep import toy
+from rdsweep import registry
 from rdsweep.checkpoints import RunCheckpoints
-from rdsweep.config import ConfigError
+from rdsweep.data import DataSource, Split, prepare_batch
 from rdsweep.evaluate import evaluate
 from rdsweep.images import save_images
-from rdsweep.input_pipeline import Split, load_data, prepare_batch
+from rdsweep.lifecycle import Status
 from rdsweep.models import VAE
+from rdsweep.option import ConfigError
 from rdsweep.outputs import IMAGES, RunLog, write_metrics, write_train_log
 from rdsweep.train import (create_state, examples_per_step, make_optimizer, make_train_step,
                            stack, total_steps, train, unstack)
@@ -47,13 +50,20 @@ def run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     return run_grid([cfg], [run_dir])[0]
 
 
+def describe(cfg: DictConfig) -> Dict[str, Any]:
+    """What metrics.json records of a run's identity: its config, hash, family and objective."""
+    return {"config_hash": config_lib.config_hash(cfg),
+            "config": OmegaConf.to_container(config_lib.job_config(cfg)),
+            "family": registry.family_code(cfg),
+            "objective": registry.option_name(cfg, "objective")}
+
+
 def run_grid(cfgs: Sequence[DictConfig], run_dirs: Sequence[str]) -> List[Dict[str, Any]]:
-    """`run` for K configs that differ only in grid scalars (`grid_key` equal): the K models
-    train side by side as one vmapped program; each run folder gets its own outputs, exactly as
-    `run` writes them. Returns each run's metrics."""
+    """`run` for K >= 1 configs that differ only in grid scalars (`grid_key` equal): the K
+    models train side by side as one program; each run folder gets its own outputs. Returns
+    each run's metrics."""
     start = time.perf_counter()
-    metrics = [{"config_hash": config_lib.config_hash(cfg),
-                "config": OmegaConf.to_container(config_lib.job_config(cfg))} for cfg in cfgs]
+    metrics = [describe(cfg) for cfg in cfgs]
     try:
         results = _train_and_evaluate(cfgs, run_dirs, [m["config_hash"] for m in metrics])
     except ConfigError:
@@ -74,7 +84,7 @@ def run_grid(cfgs: Sequence[DictConfig], run_dirs: Sequence[str]) -> List[Dict[s
 
 def _failed(e: Exception) -> Dict[str, Any]:
     """A failed run's metrics (and the exception, raised once all metrics are written)."""
-    return {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0],
+    return {"status": Status.FAILED, "error": f"{type(e).__name__}: {e}".splitlines()[0],
             "exception": e}
 
 
@@ -95,7 +105,7 @@ def grid_key(cfg: DictConfig) -> str:
 
 def grid_batching(option: str) -> str:
     """train.grid_batching: auto is lax.map on the CPU (XLA:CPU runs vmapped convolutions as
-    slow grouped convolutions), vmap elsewhere."""
+    slow grouped convolutions; one model, K = 1, is then one scan), vmap elsewhere."""
     if option != "auto":
         return option
     return "map" if jax.default_backend() == "cpu" else "vmap"
@@ -120,13 +130,12 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     """The body of `run_grid`: returns each run's metrics to add to metrics.json."""
     start = time.perf_counter()
     cfg = cfgs[0]  # the shared structure
-    data = cfg.data
-    train_split, test_split = load_data(data)
+    source: DataSource = instantiate(cfg.data)
+    train_split, test_split = source.load()
     model = build_model(cfg)
     example = jnp.zeros((1,) + train_split.images.shape[1:], jnp.float32)
     n_train = len(train_split.images)
     steps = total_steps(cfg.train, n_train)
-    grid = grid_batching(cfg.train.grid_batching) if len(cfgs) > 1 else None
 
     keys = [jax.random.split(jax.random.PRNGKey(c.seed)) for c in cfgs]  # (init, eval) per run
     states = [create_state(model, make_optimizer(c.train, n_train), instantiate(c.objective),
@@ -136,15 +145,16 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     states, rows = _restore(checkpoints, states)
     resumed_from = int(states[0].step)
     # The K optimisers differ only in the learning rate, which lives in the state: share one.
-    state = stack([s.replace(tx=states[0].tx) for s in states]) if grid else states[0]
-    step = make_train_step(cfg.train.batch_size, data.binarization)
-    diverged: List[Optional[int]] = [None] * len(cfgs)
+    state = stack([s.replace(tx=states[0].tx) for s in states])
+    step = make_train_step(cfg.train.batch_size, cfg.data.binarization)
+    diverged: List[Optional[Dict[str, Any]]] = [None] * len(cfgs)
     with contextlib.ExitStack() as exits:
         run_logs = [exits.enter_context(RunLog(d, steps, resumed_from, cfg.train.tensorboard))
                     for d in run_dirs]
         for state, new_rows in train(state, step, jax.device_put(train_split.images), steps,
                                      cfg.train.log_every, examples_per_step(cfg.train, n_train),
-                                     grid, jax.device_put(train_split.weights)):
+                                     grid_batching(cfg.train.grid_batching),
+                                     jax.device_put(train_split.weights)):
             for k, row in enumerate(new_rows):
                 if diverged[k] is not None:
                     continue
@@ -154,10 +164,11 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
                 if not math.isfinite(row["loss"]):
                     log.error("%s: loss is %s at step %d: stopping", run_dirs[k], row["loss"],
                               row["step"])
-                    diverged[k] = row["step"]
+                    diverged[k] = {"status": Status.DIVERGED, "steps": row["step"],
+                                   "non_finite": [q for q in ("loss", "rate", "distortion")
+                                                  if not math.isfinite(row[q])]}
                     continue
-                checkpoints[k].save(unstack(state, k) if grid else state, rows[k],
-                                    final=row["step"] == steps)
+                checkpoints[k].save(unstack(state, k), rows[k], final=row["step"] == steps)
             if None not in diverged:
                 break
         for c in checkpoints:
@@ -167,13 +178,11 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
         results = []
         for k, c in enumerate(cfgs):
             if diverged[k] is not None:
-                results.append({"status": "diverged", "steps": diverged[k],
-                                "resumed_from": resumed_from})
+                results.append({**diverged[k], "resumed_from": resumed_from})
                 continue
-            params = unstack(state, k).params if grid else state.params
             try:  # one run's failure stays in that run
-                result = _evaluate(c, run_dirs[k], state.apply_fn, params, train_split,
-                                   test_split, keys[k][1])
+                result = _evaluate(c, source, run_dirs[k], state.apply_fn,
+                                   unstack(state, k).params, train_split, test_split, keys[k][1])
             except Exception as e:
                 log.exception("%s: evaluation failed", run_dirs[k])
                 results.append(_failed(e))
@@ -185,40 +194,26 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     return results
 
 
-def _evaluate(cfg: DictConfig, run_dir: str, apply_fn, params, train_split: Split,
-              test_split: Split, eval_key) -> Dict[str, Any]:
-    """Test (and train) bounds, images.png, and the toy problem's extras of one trained model."""
-    data = cfg.data
+def _evaluate(cfg: DictConfig, source: DataSource, run_dir: str, apply_fn, params,
+              train_split: Split, test_split: Split, eval_key) -> Dict[str, Any]:
+    """Test (and train) bounds, images.png, and the data's extra metrics of one trained model."""
+    binarization = cfg.data.binarization
     ev = lambda split, key: evaluate(apply_fn, params, split.images, key, cfg.eval.iwae_samples,
-                                     cfg.eval.batch_size, data.binarization,
-                                     weights=split.weights)
-    test = ev(test_split, jax.random.fold_in(eval_key, 0))
-    train_eval = (ev(train_split.head(cfg.eval.train_examples), jax.random.fold_in(eval_key, 1))
+                                     cfg.eval.batch_size, binarization, weights=split.weights)
+    test, estimator = ev(test_split, jax.random.fold_in(eval_key, 0))
+    train_eval = (ev(train_split.head(cfg.eval.train_examples), jax.random.fold_in(eval_key, 1))[0]
                   if cfg.eval.train_examples else None)
-    estimator = test.pop("rate_estimator")
-    if train_eval:
-        train_eval.pop("rate_estimator")
     if cfg.eval.image_examples:
         n = cfg.eval.image_examples
         x = prepare_batch(jnp.asarray(test_split.images[:n]), jax.random.fold_in(eval_key, 2),
-                          data.binarization)
+                          binarization)
         save_images(os.path.join(run_dir, IMAGES), apply_fn, params, x,
                     jax.random.fold_in(eval_key, 3))
     log.info("%s: test R %.2f  D %.2f  ELBO %.2f  IWAE(k=%d) %.2f nats  (rate: %s)", run_dir,
              test["rate"], test["distortion"], test["elbo"], cfg.eval.iwae_samples, test["iwae"],
              estimator)
-    result = {"status": "completed", "rate_estimator": estimator, "test": test,
-              "train": train_eval}
-    if data.name == toy.NAME:
-        result["toy"] = _toy_summary(cfg, apply_fn, params, test_split, eval_key)
-    return result
-
-
-def _toy_summary(cfg: DictConfig, apply_fn, params, split: Split, eval_key) -> Dict[str, Any]:
-    """metrics.json's toy extras (rdsweep.toy.summary), with the encoder's e(z|x_j) of every
-    bin where the latent is enumerated."""
-    x = prepare_batch(jnp.asarray(split.images), eval_key, cfg.data.binarization)
-    weights = apply_fn({"params": params}, x, eval_key).weights  # e(z_i|x_j), (K, bins)
-    summary = toy.summary(toy.make(cfg.data), None if weights is None else np.asarray(weights).T)
-    log.info("toy: %s", "  ".join(f"{k} {np.round(v, 4)}" for k, v in summary.items()))
-    return summary
+    extra = source.extra_metrics(apply_fn, params, test_split, eval_key)
+    for name, values in extra.items():
+        log.info("%s: %s", name, "  ".join(f"{k} {np.round(v, 4)}" for k, v in values.items()))
+    return {"status": Status.COMPLETED, "rate_estimator": estimator, "test": test,
+            "train": train_eval, **extra}

@@ -1,68 +1,26 @@
-"""Encoders, decoders and marginals (Flax modules that return distributions), and the VAE that
-composes them.
+"""The VAE that composes an encoder, a decoder and a marginal (Flax modules that return
+distributions; the options of rdsweep.options), and the log-densities it gives.
 
-Interfaces, which every option of a config group implements:
+Interfaces, which every option of a model group implements:
 - encoder:  __call__(x: (B, *image)) -> distribution over z, batch (B,), event (latent_dim,)
 - decoder:  __call__(z: (B, latent_dim)) -> distribution over x, batch (B,), event image shape
 - marginal: __call__(encoder) -> distribution over z, event (latent_dim,); it gets the encoder so
   that a VampPrior can push its pseudo-inputs through it.
 Images are float32 in {0, 1}, shape (B, H, W, C); the toy data's inputs are one-hot bins (B, bins)
-(rdsweep.toy). An encoder whose distribution has a finite support (`enumerate_support`, e.g.
+(rdsweep.options.toy). An encoder whose distribution has a finite support (`enumerate_support`, e.g.
 Categorical) is evaluated at every latent value instead of sampled: exact terms.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 from flax import struct
 
-from rdsweep.distributions import Bernoulli, DiagGaussian, kl_divergence
-
-
-class MLP(nn.Module):
-    """Dense layers with ReLU between them; the last layer is linear."""
-
-    features: Sequence[int]
-
-    @nn.compact
-    def __call__(self, h: jax.Array) -> jax.Array:
-        for i, width in enumerate(self.features):
-            h = nn.Dense(width)(h)
-            if i < len(self.features) - 1:
-                h = nn.relu(h)
-        return h
-
-
-class MLPEncoder(nn.Module):
-    """x -> MLP -> factorized Gaussian (scale = softplus)."""
-
-    latent_dim: int
-    hidden: Sequence[int] = (512, 512)
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> DiagGaussian:
-        h = 2.0 * x.reshape(x.shape[0], -1) - 1.0  # inputs in [-1, 1], as in the paper
-        h = nn.relu(MLP(tuple(self.hidden))(h))
-        return DiagGaussian(nn.Dense(self.latent_dim, name="loc")(h),
-                            nn.softplus(nn.Dense(self.latent_dim, name="scale")(h)))
-
-
-class MLPDecoder(nn.Module):
-    """z -> MLP -> factorized Bernoulli logits over the image."""
-
-    image_shape: Tuple[int, ...]
-    hidden: Sequence[int] = (512, 512)
-
-    @nn.compact
-    def __call__(self, z: jax.Array) -> Bernoulli:
-        logits = MLP(tuple(self.hidden) + (math.prod(self.image_shape),))(z)
-        return Bernoulli(logits.reshape(z.shape[:-1] + tuple(self.image_shape)),
-                         event_ndims=len(self.image_shape))
+from rdsweep.distributions import kl_divergence
 
 
 class LogTerms(struct.PyTreeNode):

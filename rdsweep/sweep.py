@@ -14,19 +14,16 @@ import os
 import re
 from typing import Dict, List
 
-from hydra._internal.config_loader_impl import get_overrides_dirname
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep.fileio import atomic_write
+from rdsweep.hydra_adapter import BASIC_SWEEPER, override_dirname, split_sweep
+from rdsweep.lifecycle import FINISHED, Status
 from rdsweep.outputs import read_metrics
 
 log = logging.getLogger(__name__)
 
 PLAN = "sweep_plan.json"
-# A run that ended with a result: not run again by a re-launch.
-FINISHED = ("completed", "diverged")
 DEFAULT_SUBDIR = "${rdsweep_slug:${hydra.job.override_dirname}}"
 
 
@@ -49,17 +46,12 @@ def planned_jobs(config: DictConfig) -> List[Dict]:
     """Every job of the sweep with its folder name, or [] if a job's folder cannot be known in
     advance (another sweeper, or a custom hydra.sweep.subdir)."""
     sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)
-    if (sweep.get("subdir") != DEFAULT_SUBDIR
-            or config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.BasicSweeper"):
+    if sweep.get("subdir") != DEFAULT_SUBDIR or config.hydra.sweeper._target_ != BASIC_SWEEPER:
         return []
-    parser = OverridesParser.create()
     naming = config.hydra.job.config.override_dirname
-    jobs = []
-    for job in BasicSweeper.split_arguments(parser.parse_overrides(sweep_lines(config)), None)[0]:
-        dirname = get_overrides_dirname(parser.parse_overrides(job), list(naming.exclude_keys),
-                                        naming.item_sep, naming.kv_sep)
-        jobs.append({"subdir": run_slug(dirname), "overrides": job})
-    return jobs
+    return [{"subdir": run_slug(override_dirname(job, naming.exclude_keys, naming.item_sep,
+                                                  naming.kv_sep)), "overrides": job}
+            for job in split_sweep(sweep_lines(config))]
 
 
 def read_plan(sweep_dir: str) -> List[Dict]:
@@ -83,10 +75,10 @@ def progress(sweep_dir: str) -> str:
     jobs = read_plan(sweep_dir)
     statuses = [(read_metrics(os.path.join(sweep_dir, job["subdir"])) or {}).get("status")
                 for job in jobs]
-    counts = {s: statuses.count(s) for s in FINISHED}
+    counts = {str(s): statuses.count(s) for s in FINISHED}
     detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     text = f"{sum(counts.values())}/{len(jobs)} runs finished" + (f" ({detail})" if detail else "")
-    failed = statuses.count("failed")
+    failed = statuses.count(Status.FAILED)
     return text + (f", {failed} failed" if failed else "")
 
 

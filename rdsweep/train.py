@@ -24,8 +24,8 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from rdsweep.input_pipeline import prepare_batch
-from rdsweep.objectives import rate_distortion, weighted_mean
+from rdsweep.bounds import rate_distortion, weighted_mean
+from rdsweep.data import prepare_batch
 
 log = logging.getLogger(__name__)
 
@@ -111,21 +111,23 @@ def make_train_step(batch_size: Optional[int], binarization: str) -> Callable[
     return train_step
 
 
-def make_train_chunk(train_step: Callable, grid: Optional[str] = None) -> Callable:
-    """Jits `n` steps as one scan over the training images and, if given, their weights (N,);
-    the state's buffers are donated (updated in place).
+def make_train_chunk(train_step: Callable, batching: str) -> Callable:
+    """Jits `n` steps of a stack of K >= 1 models' states (leading axis K; one run is K = 1)
+    sharing the training images and, if given, their weights (N,); the state's buffers are
+    donated (updated in place). Metrics: (n, K) per name.
 
-    grid: None for one model; else the state is a stack of K models' states (leading axis K)
-    sharing the training images, stepped by "vmap" (one batched step: fast for matmuls and on
-    GPUs) or "map" (lax.map over the models of each model's n-step scan: the K models train one
-    after another inside the program, each at the speed of a single run, since XLA:CPU runs
-    vmapped convolutions as slow grouped convolutions). Metrics: (n,) per name, or (n, K).
+    batching: "vmap" (one batched step: fast for matmuls and on GPUs) or "map" (lax.map over the
+    models of each model's n-step scan: the K models train one after another inside the
+    program, each at the speed of a single run, since XLA:CPU runs vmapped convolutions as slow
+    grouped convolutions).
     """
     def scan(state, images, n, weights):
         return jax.lax.scan(lambda s, _: train_step(s, images, weights), state, None, length=n)
 
-    def grid_scan(states, images, n, weights):
-        if grid == "vmap":
+    @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
+    def train_chunk(states: TrainState, images: jax.Array, n: int,
+                    weights: Optional[jax.Array] = None) -> Tuple[TrainState, Metrics]:
+        if batching == "vmap":
             batched = jax.vmap(train_step, in_axes=(0, None, None))
             return jax.lax.scan(lambda s, _: batched(s, images, weights), states, None, length=n)
         # map outside the scan: each model's state is sliced out and written back once per
@@ -133,16 +135,11 @@ def make_train_chunk(train_step: Callable, grid: Optional[str] = None) -> Callab
         states, metrics = jax.lax.map(lambda s: scan(s, images, n, weights), states)
         return states, jax.tree_util.tree_map(lambda m: m.swapaxes(0, 1), metrics)
 
-    @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
-    def train_chunk(state: TrainState, images: jax.Array, n: int,
-                    weights: Optional[jax.Array] = None) -> Tuple[TrainState, Metrics]:
-        return (scan if grid is None else grid_scan)(state, images, n, weights)
-
     return train_chunk
 
 
 def stack(states: List[TrainState]) -> TrainState:
-    """K states of one model and optimiser -> one state with a leading axis K (for a grid)."""
+    """K states of one model and optimiser -> one state with a leading axis K."""
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
 
 
@@ -152,25 +149,24 @@ def unstack(state: TrainState, k: int) -> TrainState:
 
 
 def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int,
-          chunk: int, batch_size: int, grid: Optional[str] = None,
+          chunk: int, batch_size: int, batching: str = "map",
           weights: Optional[jax.Array] = None
           ) -> Iterator[Tuple[TrainState, List[Dict[str, float]]]]:
-    """Runs `steps` steps in calls of `chunk` steps; yields the state and log rows per call,
-    one row per model (grid, see make_train_chunk: K stacked models; else one).
+    """Runs `steps` steps of a stack of K models (see make_train_chunk) in calls of `chunk`
+    steps; yields the state and log rows per call, one row per model.
     batch_size: examples per step (for images/s); weights: the examples' weights (N,), or None.
 
     A row holds the step reached, the chunk's mean loss/rate/distortion/elbo and images/s (of
     that model; a grid processes K times as many in all).
     """
-    train_chunk = make_train_chunk(train_step, grid)
+    train_chunk = make_train_chunk(train_step, batching)
     start = time.perf_counter()
     done = int(np.min(state.step))
     while done < steps:
         n = min(chunk, steps - done)
         t0 = time.perf_counter()
         state, metrics = train_chunk(state, images, n, weights)
-        means = {k: np.atleast_1d(np.asarray(v).mean(axis=0)) for k, v in
-                 jax.device_get(metrics).items()}
+        means = {k: np.asarray(v).mean(axis=0) for k, v in jax.device_get(metrics).items()}
         done += n
         dt = time.perf_counter() - t0
         rows = [{"step": done, **{k: float(v[i]) for k, v in means.items()},
@@ -178,6 +174,6 @@ def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int
                 for i in range(len(means["loss"]))]
         for i, row in enumerate(rows):
             log.info("%sstep %d  loss %.2f  R %.2f  D %.2f  ELBO %.2f  %.0f images/s",
-                     f"[{i}] " if grid else "", done, row["loss"], row["rate"],
+                     f"[{i}] " if len(rows) > 1 else "", done, row["loss"], row["rate"],
                      row["distortion"], row["elbo"], row["images_per_s"])
         yield state, rows

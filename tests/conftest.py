@@ -1,11 +1,18 @@
-"""Shared fixtures. Real-data tests read the prepared tfds data_dir named by TFDS_DATA_DIR."""
+"""Shared fixtures. Tests that read the real tfds data ask for `tfds_dir` (directly or through
+`real_cfg`), which marks them slow; the fast tier (`pytest -m "not slow"`) needs no dataset."""
 
 import os
 
 import pytest
 from hydra import compose, initialize_config_module
 
-from rdsweep import config as config_lib
+from rdsweep import registry
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tfds_dir" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -13,7 +20,7 @@ def tfds_dir():
     path = os.environ.get("TFDS_DATA_DIR")
     if not path or not os.path.isdir(os.path.join(path, "binarized_mnist")):
         pytest.fail("set TFDS_DATA_DIR to a tfds data_dir with binarized_mnist and mnist "
-                    "(here: ../shared/tfds); see the README's test command")
+                    "(here: ../shared/tfds), or run the fast tier: pytest -m 'not slow'")
     return os.path.abspath(path)
 
 
@@ -26,12 +33,18 @@ def data_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def make_cfg(tfds_dir):
+def make_cfg():
     """compose(overrides) -> the job config, as the rdsweep command would build it."""
-    config_lib.register()
+    registry.register()
 
     def make(*overrides):
         with initialize_config_module(config_module="rdsweep.conf", version_base="1.3"):
-            return compose("config", overrides=[f"data.dir={tfds_dir}", *overrides])
+            return compose("config", overrides=list(overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def real_cfg(make_cfg, tfds_dir):
+    """make_cfg with the real data_dir (slow tier)."""
+    return lambda *overrides: make_cfg(f"data.dir={tfds_dir}", *overrides)

@@ -28,22 +28,36 @@ def test_multirun_writes_one_completed_result_per_beta(tfds_dir, tmp_path):
 
 
 BAD = [
-    (["beta=-1"], "beta=-1.0 is invalid: must be >= 0"),
+    (["beta=-1"], "beta=-1.0 is invalid: must be a finite number >= 0"),
+    (["beta=inf"], "beta=inf is invalid: must be a finite number >= 0"),
+    (["train.lr=inf"], "train.lr=inf is invalid: must be a finite number > 0"),
+    (["train.epochs=inf"], "train.epochs=inf is invalid: must be a finite number > 0"),
+    (["train.lr_hold_epochs=inf"],
+     "train.lr_hold_epochs=inf is invalid: must be a finite number >= 0"),
+    (["encoder.hidden=[0]"], "encoder.hidden=[0] is invalid: must list widths >= 1"),
+    (["encoder.hidden=[-5]"], "encoder.hidden=[-5] is invalid: must list widths >= 1"),
+    (["data=binarized_mnist", "data.image_shape=[28,28]"],
+     "data.image_shape=[28, 28] is invalid: must be [height, width, channels] >= 1"),
+    (["data=binarized_mnist", "data.static_seed=-1"],
+     "data.static_seed=-1 is invalid: must be an integer >= 0"),
+    (["data.bar_prob=2"], "data.bar_prob=2.0 is invalid: must be in [0, 1]"),
     (["train.batch_size=0"], "train.batch_size=0 is invalid: must be an integer >= 1"),
     (["train.steps=0"], "train.steps=0 is invalid: must be an integer >= 1"),
     (["latent_dim=0"], "latent_dim=0 is invalid: must be an integer >= 1"),
-    (["data.dir=/no/such/folder"], "data.dir=/no/such/folder is invalid: no such directory"),
+    (["data=binarized_mnist", "data.dir=/no/such/folder"],
+     "data.dir=/no/such/folder is invalid: no such directory"),
     (["data.binarization=grey"], "data.binarization=grey is invalid: must be one of"),
-    (["data.test_split=validationx"], "data.test_split=validationx is invalid: dataset "
-     "'binarized_mnist': Unknown split 'validationx'. Should be one of"),
     (["train.checkpoint_every=-1"], "train.checkpoint_every=-1 is invalid"),
     (["train.keep_checkpoints=0"], "train.keep_checkpoints=0 is invalid: must be an integer >= 1"),
     (["-m", "beta=1,2", "train.grid_batching=pmap"],
      "train.grid_batching=pmap is invalid: must be one of: auto, vmap, map"),
-    (["-m", "beta=1,-2"], "beta=-2.0 is invalid: must be >= 0"),
+    (["-m", "beta=1,-2"], "beta=-2.0 is invalid: must be a finite number >= 0"),
+    (["-m", "train.lr=0.1,inf"], "train.lr=inf is invalid: must be a finite number > 0"),
     (["-m", "train.steps=10,0"], "train.steps=0 is invalid"),
-    (["size=huge"], "size=huge is invalid: must be one of: small, paper"),
-    (["objective=target_rate", "sigma=-3"], "sigma=-3.0 is invalid: must be >= 0"),
+    (["size=huge"], "size=huge is invalid: must be one of: small, paper, tiny"),
+    (["encoder=conv", "size=tiny"], "encoder.size=tiny is invalid: must be one of: small, paper"),
+    (["objective=target_rate", "sigma=-3"],
+     "sigma=-3.0 is invalid: must be a finite number >= 0"),
     (["marginal=vamp", "marginal.pseudo_inputs=0"],
      "marginal.pseudo_inputs=0 is invalid: must be an integer >= 1"),
     (["-m", "family=+-+", "marginal.steps=4,0"],
@@ -56,15 +70,25 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_value_fails_at_start_with_one_line(args, message, tfds_dir, tmp_path):
+def _fails_with_one_line(args, message, tmp_path):
     out = tmp_path / "out"
-    extra = [] if any(a.startswith("data.dir") for a in args) else [f"data.dir={tfds_dir}"]
-    p = rdsweep(*args, *extra, f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    p = rdsweep(*args, f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().splitlines() == [f"rdsweep: error: {message}"] or (
         message in p.stderr and len(p.stderr.strip().splitlines()) == 1), p.stderr
     assert not out.exists()  # nothing written, not even Hydra's folder
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_value_fails_at_start_with_one_line(args, message, tmp_path):
+    _fails_with_one_line(["data=synthetic", *args], message, tmp_path)
+
+
+def test_bad_split_of_real_data_fails_at_start_with_one_line(tfds_dir, tmp_path):
+    _fails_with_one_line(
+        [f"data.dir={tfds_dir}", "data.test_split=validationx"],
+        "data.test_split=validationx is invalid: dataset 'binarized_mnist': Unknown split "
+        "'validationx'. Should be one of", tmp_path)
 
 
 HYDRA_BAD = [
@@ -77,16 +101,16 @@ HYDRA_BAD = [
 
 
 @pytest.mark.parametrize("args,name", HYDRA_BAD, ids=[" ".join(a) for a, _ in HYDRA_BAD])
-def test_unknown_or_mistyped_option_fails_with_hydras_message(args, name, tfds_dir, tmp_path):
+def test_unknown_or_mistyped_option_fails_with_hydras_message(args, name, tmp_path):
     out = tmp_path / "out"
-    p = rdsweep(*args, f"data.dir={tfds_dir}", f"hydra.run.dir={out}", cwd=tmp_path)
+    p = rdsweep(*args, "data=synthetic", f"hydra.run.dir={out}", cwd=tmp_path)
     assert p.returncode != 0
     assert name in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not out.exists()
 
 
-def test_unknown_group_option_lists_the_valid_ones(tfds_dir, tmp_path):
-    p = rdsweep("decoder=pixelcnnn", f"data.dir={tfds_dir}", cwd=tmp_path)
+def test_unknown_group_option_lists_the_valid_ones(tmp_path):
+    p = rdsweep("decoder=pixelcnnn", "data=synthetic", cwd=tmp_path)
     assert p.returncode != 0 and "Available options in 'decoder'" in p.stderr
     assert "mlp" in p.stderr
 
@@ -105,9 +129,9 @@ def test_missing_data_offline_fails_with_one_line(tmp_path):
     assert not out.exists() and os.listdir(empty) == []
 
 
-def test_finished_run_is_never_overwritten(tfds_dir, tmp_path):
+def test_finished_run_is_never_overwritten(tmp_path):
     out = tmp_path / "run"
-    args = [f"data.dir={tfds_dir}", f"hydra.run.dir={out}", *TINY]
+    args = ["data=synthetic", f"hydra.run.dir={out}", *TINY]
     first = rdsweep(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     snapshot = {p: (out / p).read_bytes() for p in ("metrics.json", "train_log.csv",
@@ -153,26 +177,32 @@ def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsy
     with pytest.raises(SystemExit) as exit_info:
         ValidateConfig().on_multirun_start(cfg)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == "rdsweep: error: beta=-1.0 is invalid: must be >= 0\n"
+    assert capsys.readouterr().err == ("rdsweep: error: beta=-1.0 is invalid: must be a finite "
+                                       "number >= 0\n")
 
 
 @pytest.mark.parametrize("preset", ["paper_mnist", "paper_omniglot", "cpu_mnist",
-                                    "cpu_omniglot"])
+                                    "cpu_omniglot", "mlp_mnist", "mlp_omniglot"])
 def test_experiment_presets_compose(preset, tmp_path):
     p = rdsweep(f"experiment={preset}", "--cfg", "job", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "train:" in p.stdout and "objective:" in p.stdout
-    assert ("size: small" in p.stdout) == preset.startswith("cpu_")
+    assert ("size: small" in p.stdout) == preset.startswith(("cpu_", "mlp_"))
     assert ("name: omniglot" in p.stdout) == preset.endswith("omniglot")
 
 
-def test_compilation_cache_is_on_and_outside_the_run_identity(tfds_dir, tmp_path):
+def test_compilation_cache_is_on_and_outside_the_run_identity(tmp_path):
     cache = tmp_path / "jax-cache"
     out = tmp_path / "run"
-    p = rdsweep(f"data.dir={tfds_dir}", f"hydra.run.dir={out}", f"compilation_cache_dir={cache}",
+    p = rdsweep("data=synthetic", f"hydra.run.dir={out}", f"compilation_cache_dir={cache}",
                 *TINY, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert len(os.listdir(cache)) > 0  # the training chunk's compiled program, at least
-    again = rdsweep(f"data.dir={tfds_dir}", f"hydra.run.dir={out}", "compilation_cache_dir=null",
+    again = rdsweep("data=synthetic", f"hydra.run.dir={out}", "compilation_cache_dir=null",
                     *TINY, cwd=tmp_path)  # another cache folder is the same run: not run again
     assert again.returncode == 0 and "not run again" in again.stderr, again.stderr
+
+
+def test_help_names_the_app_rdsweep(tmp_path):
+    p = rdsweep("--help", cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.startswith("rdsweep is powered by Hydra"), p.stdout

@@ -10,7 +10,8 @@ import flax.linen as nn
 import pytest
 from scipy import special
 
-from rdsweep.conv import Conv, ConvDecoder, ConvEncoder, Deconv, Gated
+from rdsweep.layers import Conv, Deconv, Gated
+from rdsweep.options.conv import ConvDecoder, ConvEncoder
 from rdsweep.distributions import DiagGaussian
 from helpers import random_variables
 

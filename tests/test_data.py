@@ -4,16 +4,18 @@ import numpy as np
 import jax
 import pytest
 
-from rdsweep import input_pipeline
-from rdsweep.input_pipeline import DataError, load_split, prepare_batch
+from rdsweep.data import prepare_batch
+from rdsweep.option import DataError
+from rdsweep.options import tfds_images
+from rdsweep.options.tfds_images import load_split
 
 
 @pytest.fixture
-def data_cfg(make_cfg, tmp_path):
+def data_cfg(real_cfg, tmp_path):
     """The data config of a data option, with a fresh cache folder."""
 
     def make(option="binarized_mnist", *overrides):
-        return make_cfg(f"data={option}", f"data.cache_dir={tmp_path / 'cache'}", *overrides).data
+        return real_cfg(f"data={option}", f"data.cache_dir={tmp_path / 'cache'}", *overrides).data
 
     return make
 
@@ -33,7 +35,7 @@ def test_second_load_reads_the_cache_not_tfds(data_cfg, tmp_path, monkeypatch):
     def no_decode(_):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(input_pipeline, "_decode", no_decode)
+    monkeypatch.setattr(tfds_images, "_decode", no_decode)
     np.testing.assert_array_equal(load_split("validation", cfg), first)
 
 

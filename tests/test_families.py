@@ -1,5 +1,6 @@
-"""Every option composes and trains: the paper's 12 family codes, the mixture marginal and the
-MLP networks each take a few training steps on tiny shapes and give finite R, D, ELBO, IWAE."""
+"""Every option composes and trains: the paper's 12 family codes at both scales (family=,
+mlp_family=), the mixture marginal and the MLP networks each take a few training steps on tiny
+shapes (synthetic images) and give finite R, D, ELBO, IWAE."""
 
 import itertools
 
@@ -10,27 +11,32 @@ from hydra.utils import instantiate
 
 from rdsweep.evaluate import evaluate
 from rdsweep.experiment import build_model
-from rdsweep.input_pipeline import load_split
-from rdsweep.train import create_state, make_optimizer, make_train_step, train
+from rdsweep.options.synthetic import SyntheticBars
+from rdsweep.train import create_state, make_optimizer, make_train_step, stack, train, unstack
 
 CODES = ["".join(c) for c in itertools.product("-+", "-+", "-+v")]
 
 # Tiny networks: the point is that every combination composes and runs, not its quality.
 TINY = {
     "conv": ["encoder.channels=[4,4,4,4,8]"],
-    "conv_iaf": ["encoder.base.channels=[4,4,4,4,8]", "encoder.hidden=[8,8,8]"],
+    "iaf_conv": ["encoder.base.channels=[4,4,4,4,8]", "encoder.hidden=[8,8,8]"],
     "conv_dec": ["decoder.channels=[4,4,4,4,4,4]"],
+    "mlp": ["encoder.hidden=[16]"],
+    "iaf_mlp": ["encoder.base.hidden=[16]", "encoder.hidden=[8,8,8]"],
+    "mlp_dec": ["decoder.hidden=[16]"],
     "pixelcnn": ["decoder.depth=4", "decoder.resnets_per_block=1"],
     "maf": ["marginal.hidden=[8,8,8]"],
     "vamp": ["marginal.pseudo_inputs=3"],
     "mixture": ["marginal.components=3"],
 }
+SCALE = {"family": ("conv", "conv_dec"), "mlp_family": ("mlp", "mlp_dec")}
 
 
-def tiny_overrides(code):
+def tiny_overrides(group, code):
     enc, dec, mar = code
-    return ([*TINY["conv" if enc == "-" else "conv_iaf"],
-             *TINY["conv_dec" if dec == "-" else "pixelcnn"],
+    plain_enc, plain_dec = SCALE[group]
+    return ([f"{group}={code}", *TINY[plain_enc if enc == "-" else f"iaf_{plain_enc}"],
+             *TINY[plain_dec if dec == "-" else "pixelcnn"],
              *{"-": [], "+": TINY["maf"], "v": TINY["vamp"]}[mar]])
 
 
@@ -40,32 +46,42 @@ def train_briefly(cfg, images):
                          instantiate(cfg.objective), np.zeros((1, 28, 28, 1), np.float32),
                          jax.random.PRNGKey(0))
     step = make_train_step(cfg.train.batch_size, "static")
-    for state, rows in train(state, step, jax.device_put(images), 2, 2, cfg.train.batch_size):
+    for state, rows in train(stack([state]), step, jax.device_put(images), 2, 2,
+                             cfg.train.batch_size):
         pass
-    return state, rows[0]
+    return unstack(state, 0), rows[0]
 
 
 @pytest.fixture(scope="module")
-def images(make_cfg):
-    return load_split("test", make_cfg().data)[:64]
+def images():
+    return SyntheticBars(test_examples=64).load()[1].images
 
 
-@pytest.mark.parametrize("overrides", [[f"family={c}", *tiny_overrides(c)] for c in CODES]
+@pytest.mark.parametrize("overrides", [tiny_overrides(g, c) for g in SCALE for c in CODES]
                          + [["marginal=mixture", *TINY["mixture"]],
-                            ["encoder=mlp", "decoder=pixelcnn", "marginal=vamp",
-                             "encoder.hidden=[16]", *TINY["pixelcnn"], *TINY["vamp"]],
-                            ["encoder=conv_iaf", "decoder=mlp", "marginal=maf",
-                             *TINY["conv_iaf"], *TINY["maf"], "decoder.hidden=[16]"]],
-                         ids=CODES + ["mixture", "mlp+pixelcnn+vamp", "iaf+mlp+maf"])
+                            ["encoder=iaf", "decoder=mlp", "marginal=maf",
+                             *TINY["iaf_conv"], *TINY["maf"], *TINY["mlp_dec"]]],
+                         ids=[f"{g}={c}" for g in SCALE for c in CODES]
+                         + ["mixture", "iaf+mlp+maf"])
 def test_option_trains_and_gives_finite_bounds(overrides, make_cfg, images):
     cfg = make_cfg("latent_dim=4", "train.batch_size=8", *overrides)
     state, row = train_briefly(cfg, images)
     assert int(state.step) == 2 and np.isfinite(row["loss"])
-    result = evaluate(state.apply_fn, state.params, images[:8], jax.random.PRNGKey(1), 2, 8,
-                      "static")
+    result, estimator = evaluate(state.apply_fn, state.params, images[:8],
+                                 jax.random.PRNGKey(1), 2, 8, "static")
     for q in ("rate", "distortion", "elbo", "iwae"):
         assert np.isfinite(result[q]), (q, result)
     assert result["distortion"] > 0
     flows = cfg.encoder._target_.endswith("IAFEncoder") or cfg.marginal._target_.endswith(
         ("MAFMarginal", "VampPrior", "MixtureMarginal"))
-    assert result["rate_estimator"] == ("monte_carlo" if flows else "analytic")
+    assert estimator == ("monte_carlo" if flows else "analytic")
+
+
+def test_mlp_family_uses_the_mlp_scale_parts(make_cfg):
+    cfg = make_cfg("mlp_family=++v")
+    assert cfg.encoder._target_.endswith("IAFEncoder")
+    assert cfg.encoder.base._target_.endswith("MLPEncoder")
+    assert cfg.decoder._target_.endswith("PixelCNNDecoder") and cfg.decoder.size == "tiny"
+    assert cfg.marginal._target_.endswith("VampPrior")
+    paper = make_cfg("family=++v")
+    assert paper.encoder.base._target_.endswith("ConvEncoder") and paper.decoder.size == "small"

@@ -16,7 +16,8 @@ from rdsweep import experiment
 from rdsweep.outputs import write_metrics
 
 # Long enough to be killed between checkpoints; every 100 steps a checkpoint.
-RESUMABLE = [*TINY, "train.steps=1500", "train.checkpoint_every=100", "train.keep_checkpoints=3"]
+RESUMABLE = ["data=synthetic", *TINY, "train.steps=1500", "train.checkpoint_every=100",
+             "train.keep_checkpoints=3"]
 
 
 def _same_results(a, b):
@@ -34,17 +35,17 @@ def _curve(run_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(tfds_dir, tmp_path_factory):
+def reference(tmp_path_factory):
     """An uninterrupted run."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    p = rdsweep(f"data.dir={tfds_dir}", f"hydra.run.dir={out}", *RESUMABLE, cwd=out.parent)
+    p = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, cwd=out.parent)
     assert p.returncode == 0, p.stderr
     return out
 
 
-def test_sigkill_then_resume_gives_identical_metrics(reference, tfds_dir, tmp_path):
+def test_sigkill_then_resume_gives_identical_metrics(reference, tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "rdsweep", f"data.dir={tfds_dir}", f"hydra.run.dir={out}",
+    args = [sys.executable, "-m", "rdsweep", f"hydra.run.dir={out}",
             *RESUMABLE]
     job = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -56,7 +57,7 @@ def test_sigkill_then_resume_gives_identical_metrics(reference, tfds_dir, tmp_pa
     job.wait()
     assert not (out / "metrics.json").exists()  # killed before the end
 
-    again = rdsweep(f"data.dir={tfds_dir}", f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
+    again = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     resumed = read(out / "metrics.json")
     assert 200 <= resumed["resumed_from"] < 1500
@@ -74,7 +75,7 @@ def _damage(checkpoint):
 
 @pytest.mark.parametrize("damaged,resumed_from", [(1, 1300), (2, 0)], ids=["newest", "all"])
 def test_damaged_checkpoints_are_skipped_with_a_warning(damaged, resumed_from, reference,
-                                                         tfds_dir, tmp_path):
+                                                         tmp_path):
     """A run stopped after its step-1400 checkpoint, whose newest (or every) checkpoint is
     damaged, resumes from the previous good one (or from scratch, with a warning) and still
     ends exactly as the uninterrupted run."""
@@ -85,7 +86,7 @@ def test_damaged_checkpoints_are_skipped_with_a_warning(damaged, resumed_from, r
     for step in (1300, 1400)[-damaged:]:
         _damage(out / "checkpoints" / str(step))
 
-    again = rdsweep(f"data.dir={tfds_dir}", f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
+    again = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     logged = again.stdout + again.stderr
     assert logged.count("is unreadable") == damaged, logged
@@ -96,11 +97,11 @@ def test_damaged_checkpoints_are_skipped_with_a_warning(damaged, resumed_from, r
     assert _curve(out) == _curve(reference)
 
 
-def test_checkpoints_of_another_config_are_refused(reference, tfds_dir, tmp_path):
+def test_checkpoints_of_another_config_are_refused(reference, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
     os.remove(out / "metrics.json")
-    p = rdsweep(f"data.dir={tfds_dir}", f"hydra.run.dir={out}", *RESUMABLE, "beta=2",
+    p = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, "beta=2",
                 cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1].startswith("rdsweep: error: hydra.run.dir=")
@@ -127,7 +128,8 @@ def test_an_exception_is_recorded_as_a_failed_run(make_cfg, tmp_path, monkeypatc
         raise RuntimeError("evaluation broke\nsecond line")
 
     monkeypatch.setattr(experiment, "evaluate", broken)
-    cfg = make_cfg("train.steps=20", "train.log_every=10", "train.checkpoint_every=0")
+    cfg = make_cfg("data=synthetic", "train.steps=20", "train.log_every=10",
+                   "train.checkpoint_every=0")
     with pytest.raises(RuntimeError):
         experiment.run(cfg, str(tmp_path))
     metrics = read(tmp_path / "metrics.json")

@@ -15,9 +15,11 @@ import pytest
 from scipy import stats
 
 from rdsweep.distributions import DiagGaussian
-from rdsweep.flows import (IAFEncoder, IAFFlow, IAFPosterior, MADE, MAFMarginal,
-                           resolve_hidden, shift_forward, shift_inverse)
-from rdsweep.models import MLPDecoder, MLPEncoder, VAE
+from rdsweep.options.flows import (IAFEncoder, IAFFlow, IAFPosterior, MADE, MAFMarginal,
+                           shift_forward, shift_inverse)
+from rdsweep.models import VAE
+from rdsweep.option import preset
+from rdsweep.options.mlp import MLPDecoder, MLPEncoder
 
 D = 5
 
@@ -122,11 +124,9 @@ def test_fresh_flows_are_the_identity():
 
 
 def test_size_presets_and_paper_made_parameter_count():
-    assert resolve_hidden("paper") == (640, 640, 640)
-    assert resolve_hidden("small") == (64, 64, 64)
-    assert resolve_hidden("paper", hidden=[7, 9]) == (7, 9)
-    with pytest.raises(ValueError, match="size"):
-        resolve_hidden("huge")
+    assert preset(MADE(size="paper"), "hidden") == (640, 640, 640)
+    assert preset(MADE(size="small"), "hidden") == (64, 64, 64)
+    assert preset(MADE(size="paper", hidden=(7, 9)), "hidden") == (7, 9)
     shapes = jax.eval_shape(MADE(size="paper").init, jax.random.PRNGKey(0), jnp.zeros((1, 64)))
     n = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
     assert n == (64 * 640 + 640) + 2 * (640 * 640 + 640) + (640 * 64 + 64) == 903_104

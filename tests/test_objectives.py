@@ -2,9 +2,9 @@ import numpy as np
 import jax.numpy as jnp
 from scipy import special
 
+from rdsweep.bounds import rate_distortion, rate_estimator
 from rdsweep.models import LogTerms
-from rdsweep.objectives import (BetaObjective, TargetRateObjective, rate_distortion,
-                                rate_estimator)
+from rdsweep.options.objectives import BetaObjective, TargetRateObjective
 
 
 def _terms(kl):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 from scipy import special
 
-from rdsweep.pixelcnn import PixelCNNBernoulli, PixelCNNDecoder
+from rdsweep.options.pixelcnn import PixelCNNBernoulli, PixelCNNDecoder
 from helpers import random_variables
 
 IMAGE = (28, 28, 1)

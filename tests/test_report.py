@@ -11,13 +11,19 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from rdsweep import report
+from rdsweep.report.runs import describe_config, entropy_estimate
+from rdsweep.report.plots import choose_image_runs
+from rdsweep.sweep import PLAN
 
 PAPER_MD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "paper",
                         "broken-elbo.md")
-TARGETS = {  # paper code of each part -> its class, written out here independently of report.py
+# Paper code of each part -> its class, written out here independently of rdsweep.registry; the
+# module paths are an earlier layout's, as old runs recorded them.
+TARGETS = {
     "encoder": {"-": "rdsweep.conv.ConvEncoder", "+": "rdsweep.flows.IAFEncoder"},
     "decoder": {"-": "rdsweep.conv.ConvDecoder", "+": "rdsweep.pixelcnn.PixelCNNDecoder"},
     "marginal": {"-": "rdsweep.marginals.StandardGaussianMarginal",
@@ -102,8 +108,8 @@ def tiny_png(path, seed):
 def make_sweep(root):
     """A sweep folder holding one run of every status, and its plan."""
     jobs = [run for run in EXPECTED_STATUS if run != EXTRA]
-    write_json(root / report.PLAN, {"jobs": [{"subdir": run, "overrides": overrides(run)}
-                                             for run in jobs]})
+    write_json(root / PLAN, {"jobs": [{"subdir": run, "overrides": overrides(run)}
+                                      for run in jobs]})
     for run, metrics in [*COMPLETED.items(), (EXTRA, EXTRA_METRICS)]:
         write_json(root / run / "metrics.json", metrics)
     for seed, run in enumerate(WITH_IMAGES):
@@ -212,7 +218,7 @@ def test_entropy_estimate_is_the_best_iwae_of_completed_runs(sweep):
     root, _, out, _ = sweep
     expected = min(-m["test"]["iwae"] for m in [*COMPLETED.values(), EXTRA_METRICS])
     assert expected == 80.25  # the corrupt run's -3.0 must not count
-    assert report.entropy_estimate(report.collect(str(root))) == expected
+    assert entropy_estimate(report.collect(str(root))) == expected
     assert f"{expected:.2f} nats" in out
 
 
@@ -228,7 +234,7 @@ def test_plots_are_valid_pngs(sweep):
 
 
 def test_image_runs_span_the_rates(sweep, results):
-    chosen = report.choose_image_runs(results.reset_index(), str(sweep[0]), count=2)
+    chosen = choose_image_runs(results.reset_index(), str(sweep[0]), count=2)
     rates = results.loc[WITH_IMAGES, "rate"]
     assert chosen == [rates.idxmin(), rates.idxmax()]
 
@@ -306,6 +312,54 @@ def test_unknown_comparison_exits_2_listing_the_names(tmp_path):
     assert not (root / "report").exists()
 
 
-def test_family_label():
-    assert report.family_label({g: TARGETS[g][c] for g, c in zip(TARGETS, "+-v")}) == "+-v"
-    assert report.family_label(MLP_MIXTURE) == "mlp/mlp/mixture"
+def test_family_and_objective_of_a_config_without_them():
+    """Runs older than metrics.json's "family" and "objective": named from the config's parts."""
+    old = describe_config(OmegaConf.create(config("+-v", beta=0.3)), {})
+    assert (old["family"], old["objective"], old["beta"]) == ("+-v", "beta", 0.3)
+    assert describe_config(OmegaConf.create(config("mlp", sigma=5.0)), {})["family"] == (
+        "mlp/mlp/mixture")  # the mixture marginal has no paper code
+    mlp = {"encoder": {"_target_": "rdsweep.options.mlp.MLPEncoder"},
+           "decoder": {"_target_": "rdsweep.options.mlp.MLPDecoder"},
+           "marginal": {"_target_": "rdsweep.options.marginals.StandardGaussianMarginal"},
+           "objective": {"_target_": "rdsweep.options.objectives.TargetRateObjective",
+                         "sigma": 5.0}}
+    new = describe_config(OmegaConf.create(mlp), {})
+    assert (new["family"], new["objective"], new["sigma"]) == ("---", "target_rate", 5.0)
+
+
+def test_family_and_objective_recorded_in_metrics_are_used(tmp_path):
+    cfg = config("---", beta=0.3)
+    cfg["objective"]["_target_"] = "rdsweep.legacy.OldBetaObjective"  # not in the registry
+    write_json(tmp_path / "run" / "metrics.json",
+               {**completed(cfg, 1.0, 2.0, -3.0), "family": "-+v", "objective": "beta"})
+    row = report.collect(str(tmp_path)).iloc[0]
+    assert (row.family, row.objective, row.beta, row.status) == ("-+v", "beta", 0.3, "completed")
+
+
+def test_a_run_folder_is_reported_as_that_run(tmp_path):
+    run = tmp_path / "beta=1,family=-+v"
+    write_json(run / "metrics.json", COMPLETED["beta=1,family=-+v"])
+    tiny_png(run / "images.png", 0)
+    code, out, err = run_main([str(run)])
+    assert code == 0 and err == "" and out.startswith(f"1 runs in {run}: 1 completed")
+    table = pd.read_csv(run / "report" / "results.csv")
+    assert table[["run", "family", "status", "rate"]].values.tolist() == [
+        [".", "-+v", "completed", 0.5]]
+    assert (run / "report" / "images.png").is_file()
+    started = tmp_path / "started"  # no metrics.json yet: its .hydra/ makes it a run folder
+    (started / ".hydra").mkdir(parents=True)
+    (started / ".hydra" / "config.yaml").write_text(INCOMPLETE_YAML)
+    row = report.collect(str(started)).iloc[0]
+    assert (row.run, row.status, row.family, row.detail) == (".", "incomplete", "--v",
+                                                             "no checkpoint")
+
+
+def test_completed_with_test_values_not_numbers_is_corrupt(tmp_path, capsys):
+    metrics = completed(config("---", beta=1.0), 27.0, 61.0, -85.5)
+    metrics["test"].update(rate="27.0", elbo=None)
+    write_json(tmp_path / "run" / "metrics.json", metrics)
+    row = report.collect(str(tmp_path)).iloc[0]
+    assert row.status == "corrupt" and math.isnan(row.rate)
+    assert row.detail == ("metrics.json is completed with test values that are not numbers: "
+                          "rate, elbo")
+    assert "warning" in capsys.readouterr().err

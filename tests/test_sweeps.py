@@ -12,7 +12,8 @@ import pytest
 from helpers import TINY, rdsweep, read
 from rdsweep import sweep
 
-SMALL = [*TINY, "train.steps=100", "train.log_every=50", "train.checkpoint_every=50"]
+SMALL = ["data=synthetic", *TINY, "train.steps=100", "train.log_every=50",
+         "train.checkpoint_every=50"]
 
 
 def _runs(sweep_dir):
@@ -39,10 +40,10 @@ def _table_matches_runs(sweep_dir, expected_runs):
     ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
 ], ids=["joblib", "submitit_local"])
-def test_parallel_launchers_run_every_job_and_report(launcher, tfds_dir, tmp_path):
+def test_parallel_launchers_run_every_job_and_report(launcher, tmp_path):
     sweep_dir = tmp_path / "sweep"
     p = rdsweep("-m", *launcher, "beta=0.3,3", "seed=0,1", f"hydra.sweep.dir={sweep_dir}",
-                f"data.dir={tfds_dir}", *SMALL, cwd=tmp_path)
+                *SMALL, cwd=tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     runs = [job["subdir"] for job in sweep.read_plan(str(sweep_dir))]
     assert len(runs) == 4 and set(_runs(sweep_dir)) == set(runs)
@@ -53,10 +54,10 @@ def test_parallel_launchers_run_every_job_and_report(launcher, tfds_dir, tmp_pat
     assert low["rate"] > high["rate"]  # each folder holds its own job's result
 
 
-def test_relaunch_runs_only_the_unfinished_jobs(tfds_dir, tmp_path):
+def test_relaunch_runs_only_the_unfinished_jobs(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "beta=0.5,2", "train.lr=0.001,1e30", f"hydra.sweep.dir={sweep_dir}",
-            f"data.dir={tfds_dir}", *SMALL]
+            *SMALL]
     first = rdsweep(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     runs = _runs(sweep_dir)
@@ -100,12 +101,12 @@ main.main()
 """
 
 
-def test_an_exception_in_one_run_does_not_stop_the_sweep(tfds_dir, tmp_path):
+def test_an_exception_in_one_run_does_not_stop_the_sweep(tmp_path):
     """The other job still runs, the failed one says so in its metrics.json and the report,
     and the sweep exits 1."""
     sweep_dir = tmp_path / "sweep"
     p = subprocess.run([sys.executable, "-c", FLAKY, "-m", "beta=2,0.5",
-                        f"hydra.sweep.dir={sweep_dir}", f"data.dir={tfds_dir}", *SMALL],
+                        f"hydra.sweep.dir={sweep_dir}", *SMALL],
                        cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 1, p.stderr[-3000:]
     assert p.stderr.strip().splitlines()[-1].startswith(

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # correctness only: one thread does not stall when the cores are busy
 
-from benchmarks import torch_reference as ref  # noqa: E402  (after the skip)
+from rdsweep.bench import torch_reference as ref  # noqa: E402  (after the skip)
 from rdsweep.experiment import build_model  # noqa: E402
 
 NAMES = sorted(ref.REFERENCES)
@@ -52,7 +52,7 @@ def test_one_step_trains(name):
 
 def test_pixelcnn_is_causal():
     torch.manual_seed(0)
-    net = ref.PixelCNNNet(*ref.PIXELCNN_PRESETS["small"])
+    net = ref.PixelCNNDecoder("small").net
     x = torch.randint(0, 2, (1, 1, 28, 28)).float().requires_grad_()
     logits = net(torch.randn(1, 1, 28, 28), x)
     for i in (0, 1, 29, 405, 783):  # raster order

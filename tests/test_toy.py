@@ -13,18 +13,19 @@ from hydra import compose, initialize_config_module
 from scipy import special, stats
 
 from helpers import random_variables, rdsweep, read
-from rdsweep import config as config_lib
-from rdsweep import experiment, toy
-from rdsweep.config import ConfigError, validate
+from rdsweep import experiment, registry
 from rdsweep.evaluate import evaluate
-from rdsweep.objectives import BetaObjective
+from rdsweep.lifecycle import validate
+from rdsweep.option import ConfigError
+from rdsweep.options import toy
+from rdsweep.options.objectives import BetaObjective
 from rdsweep.train import create_state, make_train_step
 
 
 @pytest.fixture(scope="module")
 def toy_cfg():
     """compose(overrides) of experiment=toy, as the rdsweep command would build it."""
-    config_lib.register()
+    registry.register()
 
     def make(*overrides):
         with initialize_config_module(config_module="rdsweep.conf", version_base="1.3"):
@@ -93,7 +94,7 @@ def test_exact_rate_and_distortion_match_brute_force(k, toy_cfg):
     key = jax.random.PRNGKey(0)
     params = random_variables(model, images[:1].astype(np.float32), key, seed=k)["params"]
     params["encoder"]["QuadraticLogits_0"]["w"] *= 3.0  # an encoder far from uniform
-    got = evaluate(model.apply, params, images, key, k, 7, "static", weights=p_x)
+    got, _ = evaluate(model.apply, params, images, key, k, 7, "static", weights=p_x)
     want = _brute_force(params, p_x)
     assert want["rate"] > 0.3  # the parameters make a model that uses z
     for q in ("rate", "distortion", "elbo", "iwae"):
@@ -172,15 +173,17 @@ def test_plain_preset_is_the_elbo(toy_cfg):
 BAD = [
     (["data.bins=1"], "data.bins=1 is invalid: must be an integer >= 2"),
     (["data.cluster_prob=1.5"], "data.cluster_prob=1.5 is invalid: must be in (0, 1)"),
-    (["data.cluster_scale=0"], "data.cluster_scale=0.0 is invalid: must be > 0"),
+    (["data.cluster_scale=0"], "data.cluster_scale=0.0 is invalid: must be a finite number > 0"),
     (["data.range=[5,-5]"],
      "data.range=[5.0, -5.0] is invalid: must be [low, high] with low < high"),
     (["data.information=0.62"], "data.information=0.62 is invalid: must be in (0, 0.6109) nats"),
     (["eval.image_examples=3"], "eval.image_examples=3 is invalid: must be 0 for data=toy"),
-    (["marginal=gaussian"], "marginal=gaussian is invalid with encoder=toy: the toy encoder's "
-     "latent is discrete and needs marginal=categorical"),
+    (["marginal=gaussian"], "marginal=gaussian is invalid with encoder=toy: encoder=toy needs "
+     "marginal=categorical"),
+    (["encoder=mlp"], "encoder=mlp is invalid with marginal=categorical: marginal=categorical "
+     "needs encoder=toy"),
     (["data=binarized_mnist", "encoder=mlp", "marginal=gaussian"],
-     "decoder=toy is invalid with data=binarized_mnist: it models one-hot bins"),
+     "data=binarized_mnist is invalid with decoder=toy: decoder=toy needs data=toy"),
     (["train.batch_size=0"], "train.batch_size=0 is invalid: must be an integer >= 1, or null"),
 ]
 

@@ -9,28 +9,28 @@ from hydra.utils import instantiate
 
 from rdsweep import experiment
 from rdsweep.evaluate import evaluate
-from rdsweep.input_pipeline import load_split
-from rdsweep.train import create_state, make_train_step, train
+from rdsweep.options.tfds_images import load_split
+from rdsweep.train import create_state, make_train_step, stack, train, unstack
 
 STEPS = 400
 IMPROVEMENT = 250.0  # nats of test ELBO gained over the untrained model, at least
 
 
 @pytest.fixture(scope="module")
-def trained(make_cfg, data_cache):
-    cfg = make_cfg()
+def trained(real_cfg, data_cache):
+    cfg = real_cfg()
     train_images = load_split("train", cfg.data)
     test_images = load_split("test", cfg.data)[:1000]
     model = experiment.build_model(cfg)
     state = create_state(model, optax.adam(1e-3), instantiate(cfg.objective),
                          np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(0))
     ev = lambda s, k: evaluate(s.apply_fn, s.params, test_images, jax.random.PRNGKey(1), k,
-                               250, "static")
+                               250, "static")[0]
     before = ev(state, 1)
     step = make_train_step(64, "static")
-    for state, _ in train(state, step, jax.device_put(train_images), STEPS, 200, 64):
+    for state, _ in train(stack([state]), step, jax.device_put(train_images), STEPS, 200, 64):
         pass
-    return state, ev, before
+    return unstack(state, 0), ev, before
 
 
 def test_short_training_improves_test_elbo(trained):
@@ -53,8 +53,8 @@ def test_iwae_is_above_elbo_and_grows_with_k(trained):
     assert abs(results[100]["rate"] - results[100]["rate_mc"]) < 0.3  # analytic vs MC rate
 
 
-def _run(make_cfg, tmp_path, name, *overrides):
-    cfg = make_cfg("train.steps=60", "train.log_every=20", "eval.iwae_samples=2",
+def _run(compose, tmp_path, name, *overrides):
+    cfg = compose("train.steps=60", "train.log_every=20", "eval.iwae_samples=2",
                    "eval.train_examples=500", *overrides)
     out = tmp_path / name
     out.mkdir()
@@ -65,16 +65,16 @@ def _run(make_cfg, tmp_path, name, *overrides):
 
 
 def test_same_seed_gives_identical_metrics(make_cfg, tmp_path):
-    a = _run(make_cfg, tmp_path, "a", "seed=3")
-    b = _run(make_cfg, tmp_path, "b", "seed=3")
-    c = _run(make_cfg, tmp_path, "c", "seed=4")
+    a = _run(make_cfg, tmp_path, "a", "data=synthetic", "seed=3")
+    b = _run(make_cfg, tmp_path, "b", "data=synthetic", "seed=3")
+    c = _run(make_cfg, tmp_path, "c", "data=synthetic", "seed=4")
     assert a["status"] == "completed" and a["steps"] == 60
     assert a == b
     assert a["test"] != c["test"]
 
 
-def test_dynamic_mnist_trains(make_cfg, tmp_path):
-    m = _run(make_cfg, tmp_path, "m", "data=mnist")
+def test_dynamic_mnist_trains(real_cfg, tmp_path):
+    m = _run(real_cfg, tmp_path, "m", "data=mnist")
     assert m["status"] == "completed"
     assert all(np.isfinite(m["test"][q]) for q in ("rate", "distortion", "elbo", "iwae"))
 
@@ -82,10 +82,10 @@ def test_dynamic_mnist_trains(make_cfg, tmp_path):
 TARGET_BOUND = 1.5  # nats: |test R - sigma| after 1000 steps
 
 
-def test_target_rate_pins_the_rate(make_cfg, tmp_path):
+def test_target_rate_pins_the_rate(real_cfg, tmp_path):
     """sigma = 30 lies above the rate this model reaches at beta = 1 (about 21 nats), so
     D + |sigma - R| must push the rate up to sigma and hold it there."""
-    cfg = make_cfg("objective=target_rate", "sigma=30", "train.steps=1000",
+    cfg = real_cfg("objective=target_rate", "sigma=30", "train.steps=1000",
                    "train.log_every=500", "eval.iwae_samples=2", "eval.train_examples=0",
                    "eval.image_examples=0")
     test = experiment.run(cfg, str(tmp_path))["test"]

@@ -3,7 +3,8 @@ train.lr) train as one compiled, vmapped program per group of equal structure.
 
 Each job still gets its own Hydra run folder (.hydra/, main.log) through Hydra's `run_job`,
 its start-up checks, and its own metrics.json, train_log.csv, checkpoints and images, written
-by `rdsweep.experiment.run_grid` exactly as a job of another launcher writes them. Finished runs
+by `rdsweep.experiment.run_grid` exactly as a job of another launcher writes them (a job of
+another launcher is a grid of one). Finished runs
 are skipped; a group resumes from its runs' checkpoints. The training log of a group goes to
 the sweep's console (each run's train_log.csv has its rows).
 """
@@ -22,6 +23,8 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
+
+from rdsweep import experiment, lifecycle, sweep
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,6 @@ class GridLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        from rdsweep import experiment, main, sweep  # rdsweep.main imports this module
-
         assert self.config is not None and self.hydra_context is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -68,7 +69,7 @@ class GridLauncher(Launcher):
             job: Dict[str, Any] = {}
 
             def prepare(cfg: DictConfig) -> Optional[str]:
-                job.update(cfg=cfg, run_dir=main.prepare_or_log(cfg))
+                job.update(cfg=cfg, run_dir=lifecycle.prepare_job(cfg))
                 return job["run_dir"]
 
             returns.append(run_job(hydra_context=self.hydra_context, task_function=prepare,

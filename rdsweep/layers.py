@@ -1,40 +1,24 @@
-"""The convolutional encoder and decoder of appendix F of "Fixing a Broken ELBO".
+"""Layers shared by the conv and PixelCNN parts: the linear gate, and conv / transposed-conv
+layers that are fast on the CPU.
 
-Every layer except the last of each network is linearly gated,
-h(x) = (W1 x + b1) * sigmoid(W2 x + b2), for any linear layer (`Gated`: dense, conv or transposed
-conv; one layer with twice the outputs, split in half, so W1 and W2 together have
-2 * (weights + biases) of the plain layer).
-
-Sizes: "paper" is appendix F's channel list; "small" halves every width (CPU-sized). A
-`channels` sequence overrides the preset.
+`Gated` makes any linear layer linearly gated, h(x) = (W1 x + b1) * sigmoid(W2 x + b2) (dense,
+conv or transposed conv; one layer with twice the outputs, split in half, so W1 and W2 together
+have 2 * (weights + biases) of the plain layer).
 
 The conv layers (`Conv`, `Deconv`) have the parameters and outputs of flax's nn.Conv and
 nn.ConvTranspose, but compute through `conv2d`, a stride-1 conv with a hand-written gradient, so
 that training is fast on CPU, inside lax.scan too (see the note above conv2d).
-
-Shapes (for 28x28x1 images, latent_dim L):
-- ConvEncoder:  x (B, 28, 28, 1) in {0, 1} -> 28 -> 28 -> 14 -> 14 -> 7 -> 1x1x256 (paper)
-  -> DiagGaussian over z, batch (B,), event (L,).
-- ConvDecoder:  z (B, L) -> 1x1xL -> 7 -> 7 -> 14 -> 14 -> 28 -> 28 -> logits (B, 28, 28, 1)
-  -> Bernoulli, batch (B,), event (28, 28, 1); log_prob in nats.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Tuple
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
-
-from rdsweep.distributions import Bernoulli, DiagGaussian
-
-# Appendix F's widths, layer by layer; "small" halves each.
-PAPER_ENCODER_CHANNELS = (32, 32, 64, 64, 256)
-PAPER_DECODER_CHANNELS = (64, 64, 64, 32, 32, 32)
-SIZES = ("small", "paper")
 
 
 def gate(h: jax.Array) -> jax.Array:
@@ -214,106 +198,3 @@ class Deconv(nn.Module):
         b = x.shape[0]
         y = y.reshape(b, ph, pw, s, s, self.features).transpose(0, 1, 3, 2, 4, 5)
         return y.reshape(b, ph * s, pw * s, self.features)[:, :oh, :ow] + bias
-
-
-def preset_channels(size: str, channels: Optional[Sequence[int]], paper: Tuple[int, ...],
-                    what: str) -> Tuple[int, ...]:
-    """The widths to use: `channels` if given (same length as `paper`), else the size preset."""
-    if channels is not None:
-        channels = tuple(int(c) for c in channels)
-        if len(channels) != len(paper) or min(channels) < 1:
-            raise ValueError(f"{what} channels must be {len(paper)} positive widths, "
-                             f"got {list(channels)}")
-        return channels
-    if size == "paper":
-        return paper
-    if size == "small":
-        return tuple(max(1, c // 2) for c in paper)
-    raise ValueError(f"{what} size must be one of {list(SIZES)}, got {size!r}")
-
-
-def _conv(kernel: int, stride: int, padding: str) -> Callable[[int], nn.Module]:
-    return functools.partial(Conv, kernel_size=(kernel, kernel), strides=stride,
-                             padding=padding)
-
-
-def _deconv(kernel: int, stride: int, padding: str) -> Callable[[int], nn.Module]:
-    return functools.partial(Deconv, kernel_size=(kernel, kernel), strides=stride,
-                             padding=padding)
-
-
-class ConvFeatures(nn.Module):
-    """The encoder's conv stack: x (B, H, W, C) in {0, 1} -> (B, channels[-1]) features.
-
-    Gated Conv(c0,5,1,same) - Conv(c1,5,2,same) - Conv(c2,5,1,same) - Conv(c3,5,2,same) -
-    Conv(c4, H/4 x W/4, 1, valid), the last kernel covering the whole remaining map (7x7 for
-    28x28 images, as in the paper), so its output is 1x1.
-    """
-
-    size: str = "small"
-    channels: Optional[Sequence[int]] = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        c = preset_channels(self.size, self.channels, PAPER_ENCODER_CHANNELS, "encoder")
-        h = 2.0 * x - 1.0  # inputs in [-1, 1], as in the paper
-        for i, (width, stride) in enumerate(zip(c[:4], (1, 2, 1, 2))):
-            h = Gated(_conv(5, stride, "SAME"), width, name=f"conv{i}")(h)
-        last = functools.partial(Conv, kernel_size=h.shape[-3:-1], padding="VALID")
-        h = Gated(last, c[4], name="conv4")(h)  # (B, 1, 1, c4)
-        return h.reshape(h.shape[0], -1)
-
-
-class ConvEncoder(nn.Module):
-    """x (B, H, W, C) in {0, 1} -> DiagGaussian(loc = Linear(h), scale = softplus(Linear(h))),
-    batch (B,), event (latent_dim,), with h = ConvFeatures(x). `features(x)` returns h, (B, c4)."""
-
-    latent_dim: int
-    size: str = "small"
-    channels: Optional[Sequence[int]] = None
-
-    def setup(self):
-        channels = None if self.channels is None else tuple(self.channels)
-        self.body = ConvFeatures(size=self.size, channels=channels)
-        self.loc = nn.Dense(self.latent_dim)
-        self.scale = nn.Dense(self.latent_dim)
-
-    def features(self, x: jax.Array) -> jax.Array:
-        """The final feature vector, (B, c4) (256 at paper size), e.g. as an IAF's context."""
-        return self.body(x)
-
-    def __call__(self, x: jax.Array) -> DiagGaussian:
-        h = self.body(x)
-        return DiagGaussian(self.loc(h), nn.softplus(self.scale(h)))
-
-
-class ConvDecoder(nn.Module):
-    """z (..., L) -> factorized Bernoulli over images, batch z.shape[:-1], event image_shape.
-
-    From z as a 1x1xL map: gated Deconv(c0, H/4, 1, valid) [H/4] - Deconv(c1,5,1,same) -
-    Deconv(c2,5,2,same) [H/2] - Deconv(c3,5,1,same) - Deconv(c4,5,2,same) [H] -
-    Deconv(c5,4,1,same) - linear Conv(C,5,1,same) -> logits. For 28x28 images the first kernel is
-    7, as in the paper. H and W must be multiples of 4.
-    """
-
-    image_shape: Tuple[int, ...]
-    size: str = "small"
-    channels: Optional[Sequence[int]] = None
-
-    @nn.compact
-    def __call__(self, z: jax.Array) -> Bernoulli:
-        height, width, colors = tuple(self.image_shape)
-        if height % 4 or width % 4:
-            raise ValueError(f"ConvDecoder needs image sides that are multiples of 4, "
-                             f"got {tuple(self.image_shape)}")
-        c = preset_channels(self.size, self.channels, PAPER_DECODER_CHANNELS, "decoder")
-        h = z.reshape(-1, 1, 1, z.shape[-1])
-        first = functools.partial(Deconv, kernel_size=(height // 4, width // 4),
-                                  padding="VALID")
-        layers = [first, _deconv(5, 1, "SAME"), _deconv(5, 2, "SAME"), _deconv(5, 1, "SAME"),
-                  _deconv(5, 2, "SAME"), _deconv(4, 1, "SAME")]
-        for i, (layer, width_i) in enumerate(zip(layers, c)):
-            h = Gated(layer, width_i, name=f"deconv{i}")(h)
-        logits = Conv(colors, (5, 5), padding="SAME", name="out")(h)
-        return Bernoulli(logits.reshape(z.shape[:-1] + (height, width, colors)),
-                         event_ndims=3)

@@ -1,4 +1,4 @@
-"""Rate, distortion and bounds from a model's log-densities, and the training objectives.
+"""Rate, distortion and bounds from a model's log-densities.
 
 All quantities are per example, in nats. From S samples z_s ~ e(z|x):
   distortion D = -mean_s log d(x|z_s)
@@ -16,7 +16,6 @@ from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from rdsweep.models import LogTerms
 
@@ -48,35 +47,3 @@ def rate_distortion(terms: LogTerms) -> Dict[str, jax.Array]:
                 - jnp.log(jnp.sum(terms.weights, axis=0)))
     return {"rate": rate, "rate_mc": rate_mc, "distortion": distortion,
             "elbo": -(rate + distortion), "iwae": iwae}
-
-
-def warmup(step: jax.Array, warmup_steps: int) -> jax.Array:
-    """KL annealing weight: rises linearly from 0 at step 0 to 1 at `warmup_steps` (0: always 1)."""
-    if warmup_steps <= 0:
-        return jnp.ones((), jnp.float32)
-    return jnp.minimum(1.0, step / warmup_steps).astype(jnp.float32)
-
-
-# Objectives are pytrees whose weights (beta, sigma) are leaves: they live in the train state,
-# so a grid of models that differ only in them trains as one vmapped program.
-@struct.dataclass
-class BetaObjective:
-    """D + beta * R (beta = 1: the negative ELBO); beta is annealed over `warmup_steps`."""
-
-    beta: float
-    warmup_steps: int = struct.field(pytree_node=False, default=0)
-
-    def __call__(self, rate: jax.Array, distortion: jax.Array, step: jax.Array) -> jax.Array:
-        """rate, distortion: batch means (nats); step: the optimiser step. Returns the loss."""
-        return distortion + self.beta * warmup(step, self.warmup_steps) * rate
-
-
-@struct.dataclass
-class TargetRateObjective:
-    """D + |sigma - R|: pins the (batch-mean) rate at sigma nats; the penalty is annealed."""
-
-    sigma: float
-    warmup_steps: int = struct.field(pytree_node=False, default=0)
-
-    def __call__(self, rate: jax.Array, distortion: jax.Array, step: jax.Array) -> jax.Array:
-        return distortion + warmup(step, self.warmup_steps) * jnp.abs(self.sigma - rate)

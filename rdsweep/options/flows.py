@@ -19,7 +19,7 @@ inside each odd step, no net permutation is left and a fresh flow is exactly the
   log N(u; 0, I); sampling is sequential.
 
 Shapes: latents are (..., D), contexts (..., C); log-densities drop the last axis.
-Size presets: `size="paper"` gives MADEs with 3 x 640 hidden units, `size="small"` 3 x 64;
+Size presets (PRESETS): `size="paper"` gives MADEs with 3 x 640 hidden units, `size="small"` 3 x 64;
 `hidden=(...)` overrides the preset. Every MADE's output layer is zero-initialised, so every flow
 starts as the identity.
 """
@@ -27,7 +27,8 @@ starts as the identity.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import jax
@@ -35,23 +36,15 @@ import jax.numpy as jnp
 import flax.linen as nn
 from flax import struct
 
-from rdsweep.distributions import DiagGaussian, Distribution
+from omegaconf import MISSING
 
-PRESETS: Dict[str, Tuple[int, ...]] = {"small": (64, 64, 64), "paper": (640, 640, 640)}
+from rdsweep.config import SIZE, EncoderConfig, MarginalConfig
+from rdsweep.distributions import DiagGaussian, Distribution
+from rdsweep.option import Option, at_least, check_size, preset, widths
+
+PRESETS = {"small": {"hidden": (64, 64, 64)}, "paper": {"hidden": (640, 640, 640)}}
 
 Params = Dict[str, jax.Array]
-
-
-def resolve_hidden(size: str = "small", hidden: Optional[Sequence[int]] = None) -> Tuple[int, ...]:
-    """The MADE hidden widths: `hidden` if given, else the preset named by `size`."""
-    if hidden is not None:
-        widths = tuple(int(h) for h in hidden)
-        if not widths or min(widths) < 1:
-            raise ValueError(f"hidden must be non-empty positive widths, got {hidden!r}")
-        return widths
-    if size not in PRESETS:
-        raise ValueError(f"size must be one of {sorted(PRESETS)}, got {size!r}")
-    return PRESETS[size]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,11 +108,12 @@ class MADE(nn.Module):
 
     hidden: Optional[Sequence[int]] = None
     size: str = "small"
+    PRESETS: ClassVar[Dict[str, Dict[str, Tuple[int, ...]]]] = PRESETS
 
     @nn.compact
     def make_params(self, dim: int, context_dim: int = 0, dtype: Any = jnp.float32) -> Params:
         """Declares (at init) and returns this MADE's parameters, a flat dict for `made_apply`."""
-        widths = resolve_hidden(self.size, self.hidden)
+        widths = tuple(preset(self, "hidden"))
         masks = made_masks(dim, widths)
         params: Params = {}
         fan_in = dim
@@ -230,6 +224,7 @@ class IAFFlow(nn.Module):
     steps: int = 4
     hidden: Optional[Sequence[int]] = None
     size: str = "small"
+    PRESETS: ClassVar[Dict[str, Dict[str, Tuple[int, ...]]]] = PRESETS
 
     @nn.compact
     def __call__(self, context: Optional[jax.Array] = None) -> MeanOnlyARFlow:
@@ -237,7 +232,7 @@ class IAFFlow(nn.Module):
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         c = 0 if context is None else context.shape[-1]
         params = _declare_steps(self.latent_dim, self.steps,
-                                resolve_hidden(self.size, self.hidden), c)
+                                tuple(preset(self, "hidden")), c)
         return MeanOnlyARFlow(params=params, dim=self.latent_dim, context=context, sign=1.0)
 
 
@@ -283,7 +278,7 @@ class IAFEncoder(nn.Module):
     (DiagGaussian, h) with features h (B, C). context=False: unconditional flow (see
     IAFPosterior; the default, and the cheap one under a VampPrior); context=True: the MADEs
     condition on features h (B, C), taken from, in this order: the base's (dist, h) output,
-    `base.features(x)` if the base has that method (e.g. rdsweep.conv.ConvEncoder), else
+    `base.features(x)` if the base has that method (e.g. rdsweep.options.conv.ConvEncoder), else
     concat(loc, scale) (B, 2D). __call__(x: (B, H, W, C)) -> IAFPosterior with batch (B,).
     Paper: steps=4, size="paper".
     """
@@ -294,6 +289,7 @@ class IAFEncoder(nn.Module):
     hidden: Optional[Sequence[int]] = None
     size: str = "small"
     context: bool = False
+    PRESETS: ClassVar[Dict[str, Dict[str, Tuple[int, ...]]]] = PRESETS
 
     @nn.compact
     def __call__(self, x: jax.Array) -> IAFPosterior:
@@ -344,11 +340,59 @@ class MAFMarginal(nn.Module):
     steps: int = 4
     hidden: Optional[Sequence[int]] = None
     size: str = "small"
+    PRESETS: ClassVar[Dict[str, Dict[str, Tuple[int, ...]]]] = PRESETS
 
     @nn.compact
     def __call__(self, encoder: Optional[nn.Module] = None) -> MAFDistribution:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         params = _declare_steps(self.latent_dim, self.steps,
-                                resolve_hidden(self.size, self.hidden), 0)
+                                tuple(preset(self, "hidden")), 0)
         return MAFDistribution(MeanOnlyARFlow(params=params, dim=self.latent_dim, sign=-1.0))
+
+
+def _check_flow(key: str, size: str, steps: int, hidden: Optional[List[int]]) -> None:
+    check_size(f"{key}.size", size, PRESETS)
+    at_least(f"{key}.steps", steps, 1)
+    widths(f"{key}.hidden", hidden)
+
+
+# The encoders an IAF can wrap (encoder=iaf encoder/base=mlp): those with a DiagGaussian output.
+IAF_BASES = ("conv", "mlp")
+
+
+@dataclass
+class IAFEncoderConfig(EncoderConfig):
+    _target_: str = f"{__name__}.IAFEncoder"
+    # _self_ first: the base merges into this node's `base` field
+    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"base": "conv"}])
+    base: Any = MISSING  # the base encoder, a group of its own: encoder/base=mlp
+    size: str = SIZE
+    steps: int = 4
+    hidden: Optional[List[int]] = None  # MADE widths; overrides the size preset
+    context: bool = False  # condition the flow on x (costly with a VampPrior)
+    PRESETS: ClassVar = PRESETS
+
+    def check(self, key: str) -> None:
+        self.base.check(f"{key}.base")
+        _check_flow(key, self.size, self.steps, self.hidden)
+
+
+@dataclass
+class MAFMarginalConfig(MarginalConfig):
+    _target_: str = f"{__name__}.MAFMarginal"
+    size: str = SIZE
+    steps: int = 4
+    hidden: Optional[List[int]] = None  # MADE widths; overrides the size preset
+    PRESETS: ClassVar = PRESETS
+
+    def check(self, key: str) -> None:
+        _check_flow(key, self.size, self.steps, self.hidden)
+
+
+OPTIONS = [
+    Option("encoder", "iaf", IAFEncoderConfig, "a base encoder (encoder/base=conv or mlp) "
+           "followed by 4 mean-only IAF steps", code="+", subgroups={"base": IAF_BASES}),
+    Option("marginal", "maf", MAFMarginalConfig, "N(0, I) through 4 mean-only MAF steps",
+           code="+"),
+]

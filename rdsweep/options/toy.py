@@ -2,7 +2,7 @@
 (30) bins, and the discrete-latent model that the paper fits to it. Units: nats; h in its own
 units (cluster_scale 1).
 
-Data (`data=toy`): a cluster z* ~ Bernoulli(cluster_prob) (z* = 1 with probability 0.7);
+Data (`data=toy`, ToySource): a cluster z* ~ Bernoulli(cluster_prob) (z* = 1 with probability 0.7);
 h | z* ~ N(mu_z*, cluster_scale^2) with mu_0 = -s/2, mu_1 = +s/2; x = the bin of h among `bins`
 equal bins over data.range = [low, high] (the tails below low and above high fall into the end
 bins, so that the bins hold all the mass). The separation s is the one free parameter: it is
@@ -17,7 +17,7 @@ z_i = -1 + 2i/(K-1) (K = latent_dim):
   decoder  d(x_j|z_i) ∝ exp(-(w'_j z_i - b'_j)^2), w', b': (bins,), normalised over the bins:
            every x_j has its own parameters, so one z_i can represent any distribution over x
            (the paper's powerful decoder: the ELBO optimum ignores z)
-  marginal m(z_i) = softmax(learned logits)_i                   (rdsweep.marginals)
+  marginal m(z_i) = softmax(learned logits)_i                   (rdsweep.options.marginals)
 w, b, w', b' start at N(0, 1), the marginal uniform. The encoder's Categorical has a finite support, so the VAE evaluates every z_i with weight
 e(z_i|x): rate, distortion, ELBO and IWAE (= log p(x)) are exact.
 """
@@ -25,17 +25,18 @@ e(z_i|x): rate, distortion, ELBO and IWAE (= log p(x)) are exact.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Dict, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, List, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rdsweep.config import DecoderConfig, EncoderConfig
+from rdsweep.data import DataSource, Split, prepare_batch
 from rdsweep.distributions import Categorical
-
-NAME = "toy"  # data.name of the toy data
+from rdsweep.option import Option, at_least, require
 
 
 def _sum_p_log_ratio(p: np.ndarray, q: np.ndarray) -> float:
@@ -162,3 +163,64 @@ class ToyDecoder(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array) -> Categorical:
         return Categorical(QuadraticLogits(self.image_shape[0])(z))
+
+
+@dataclass
+class ToySource(DataSource):
+    """The toy data: a distribution over `bins` bins of a two-cluster mixture, given exactly;
+    its examples are one-hot bins, each weighted by its probability (train = test)."""
+
+    _target_: str = f"{__name__}.ToySource"
+    name: str = "toy"
+    bins: int = 30
+    cluster_prob: float = 0.7  # P(z* = 1)
+    information: float = 0.5  # I(x; z*) in nats; the clusters' separation is solved to give it
+    cluster_scale: float = 1.0  # the standard deviation of h in each cluster
+    range: List[float] = field(default_factory=lambda: [-5.0, 5.0])  # the bins' span of h
+    image_shape: List[int] = field(default_factory=lambda: ["${data.bins}"])  # one-hot bins
+    pictures: ClassVar[bool] = False
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        at_least(f"{key}.bins", self.bins, 2)
+        require(0 < self.cluster_prob < 1, f"{key}.cluster_prob", self.cluster_prob,
+                "must be in (0, 1)")
+        require(self.cluster_scale > 0 and math.isfinite(self.cluster_scale),
+                f"{key}.cluster_scale", self.cluster_scale, "must be a finite number > 0")
+        require(len(self.range) == 2 and self.range[0] < self.range[1], f"{key}.range",
+                self.range, "must be [low, high] with low < high")
+        top = widest(self).information
+        require(0 < self.information < top, f"{key}.information", self.information,
+                f"must be in (0, {top:.4f}) nats, below I(x; z*) at the widest separation (the "
+                "clusters' means at the ends of data.range), which is below H(z*)")
+
+    def load(self) -> Tuple[Split, Split]:
+        split = Split(*examples(make(self)))
+        return split, split
+
+    def extra_metrics(self, apply_fn, params, test: Split, key: jax.Array) -> Dict[str, Any]:
+        """metrics.json's "toy": `summary`, with the encoder's e(z|x_j) of every bin where the
+        latent is enumerated."""
+        x = prepare_batch(jnp.asarray(test.images), key, self.binarization)
+        weights = apply_fn({"params": params}, x, key).weights  # e(z_i|x_j), (K, bins)
+        return {"toy": summary(make(self), None if weights is None else np.asarray(weights).T)}
+
+
+@dataclass
+class ToyEncoderConfig(EncoderConfig):
+    _target_: str = f"{__name__}.ToyEncoder"
+
+
+@dataclass
+class ToyDecoderConfig(DecoderConfig):
+    _target_: str = f"{__name__}.ToyDecoder"
+
+
+OPTIONS = [
+    Option("data", "toy", ToySource, "the section-4 toy problem: a distribution over bins, "
+           "given exactly"),
+    Option("encoder", "toy", ToyEncoderConfig, "e(z_i|x_j) from quadratic logits over a one-hot "
+           "latent", requires={"marginal": ("categorical",), "data": ("toy",)}),
+    Option("decoder", "toy", ToyDecoderConfig, "d(x_j|z_i) from quadratic logits over the bins",
+           requires={"data": ("toy",)}),
+]

@@ -1,6 +1,6 @@
 """Marginals m(z) with closed-form densities: the fixed Gaussian, a learned Gaussian mixture, the
 VampPrior, and a learned categorical over a discrete latent. (The MAF flow marginal is in
-rdsweep.flows.)
+rdsweep.options.flows.)
 
 Interface: a module built with `latent_dim` whose __call__(encoder) returns a distribution over
 z with event (latent_dim,) and batch ().
@@ -8,13 +8,20 @@ z with event (latent_dim,) and batch ().
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Dict, List, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rdsweep.config import IMAGE, SIZE, MarginalConfig
 from rdsweep.distributions import Categorical, DiagGaussian, Mixture
+from rdsweep.option import Option, at_least, check_size, preset
+
+# VampPrior pseudo-inputs: paper 500 (the VampPrior paper's default, as the Broken-ELBO paper
+# does not say), small 50.
+VAMP_PRESETS = {"small": {"pseudo_inputs": 50}, "paper": {"pseudo_inputs": 500}}
 
 
 class StandardGaussianMarginal(nn.Module):
@@ -53,10 +60,11 @@ class VampPrior(nn.Module):
     image_shape: Sequence[int]
     size: str = "small"
     pseudo_inputs: Optional[int] = None
+    PRESETS: ClassVar[Dict[str, Dict[str, int]]] = VAMP_PRESETS
 
     @nn.compact
     def __call__(self, encoder: nn.Module) -> Mixture:
-        n = self.pseudo_inputs or {"paper": 500, "small": 50}[self.size]
+        n = int(preset(self, "pseudo_inputs"))
         raw = self.param("pseudo_inputs", nn.initializers.normal(0.1),
                          (n,) + tuple(self.image_shape))
         logits = self.param("logits", nn.initializers.zeros, (n,))
@@ -65,10 +73,53 @@ class VampPrior(nn.Module):
 
 class CategoricalMarginal(nn.Module):
     """m(z_i) = softmax(learned logits)_i over latent_dim one-hot values (a discrete latent, as
-    of rdsweep.toy.ToyEncoder); uniform at initialisation."""
+    of rdsweep.options.toy.ToyEncoder); uniform at initialisation."""
 
     latent_dim: int
 
     @nn.compact
     def __call__(self, encoder: nn.Module | None = None) -> Categorical:
         return Categorical(self.param("logits", nn.initializers.zeros, (self.latent_dim,)))
+
+
+@dataclass
+class GaussianMarginalConfig(MarginalConfig):
+    _target_: str = f"{__name__}.StandardGaussianMarginal"
+
+
+@dataclass
+class MixtureMarginalConfig(MarginalConfig):
+    _target_: str = f"{__name__}.MixtureMarginal"
+    components: int = 10
+
+    def check(self, key: str) -> None:
+        at_least(f"{key}.components", self.components, 1)
+
+
+@dataclass
+class VampMarginalConfig(MarginalConfig):
+    _target_: str = f"{__name__}.VampPrior"
+    image_shape: List[int] = IMAGE  # type: ignore[assignment]
+    size: str = SIZE
+    pseudo_inputs: Optional[int] = None  # overrides the size preset
+    PRESETS: ClassVar = VAMP_PRESETS
+
+    def check(self, key: str) -> None:
+        check_size(f"{key}.size", self.size, VAMP_PRESETS)
+        at_least(f"{key}.pseudo_inputs", self.pseudo_inputs, 1, optional=True)
+
+
+@dataclass
+class CategoricalMarginalConfig(MarginalConfig):
+    _target_: str = f"{__name__}.CategoricalMarginal"
+
+
+OPTIONS = [
+    Option("marginal", "gaussian", GaussianMarginalConfig, "the fixed N(0, I)", code="-"),
+    Option("marginal", "mixture", MixtureMarginalConfig,
+           "a learned mixture of `components` factorized Gaussians"),
+    Option("marginal", "vamp", VampMarginalConfig,
+           "VampPrior: the encoder's posteriors of learned pseudo-inputs", code="v"),
+    Option("marginal", "categorical", CategoricalMarginalConfig,
+           "a learned categorical over a one-hot latent", requires={"encoder": ("toy",)}),
+]

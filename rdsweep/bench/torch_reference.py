@@ -39,16 +39,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdsweep.conv import PAPER_DECODER_CHANNELS, PAPER_ENCODER_CHANNELS, preset_channels
-from rdsweep.flows import made_masks, resolve_hidden
-from rdsweep.pixelcnn import PRESETS as PIXELCNN_PRESETS
+from rdsweep.options.conv import DECODER_PRESETS, ENCODER_PRESETS
+from rdsweep.options.flows import PRESETS as FLOW_PRESETS
+from rdsweep.options.flows import made_masks
+from rdsweep.options.marginals import VAMP_PRESETS
+from rdsweep.options.pixelcnn import PRESETS as PIXELCNN_PRESETS
 
 IMAGE = (1, 28, 28)  # C, H, W
 PIXELS = math.prod(IMAGE)
 LATENT_DIM = 64  # rdsweep's default latent_dim
 MLP_HIDDEN = [512, 512]  # rdsweep's default encoder.hidden / decoder.hidden
 FLOW_STEPS = 4  # rdsweep's default encoder.steps / marginal.steps
-VAMP_PSEUDO_INPUTS = {"small": 50, "paper": 500}  # rdsweep.marginals.VampPrior's presets
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -83,7 +84,7 @@ def gate(h: torch.Tensor) -> torch.Tensor:
 
 
 class Gated(nn.Module):
-    """h(x) = (W1 x + b1) * sigmoid(W2 x + b2) (rdsweep.conv.Gated): `layer` has 2n outputs
+    """h(x) = (W1 x + b1) * sigmoid(W2 x + b2) (rdsweep.layers.Gated): `layer` has 2n outputs
     (channels on axis 1), which hold W1 and W2; output n channels."""
 
     def __init__(self, layer: nn.Module):
@@ -100,7 +101,7 @@ def gated(layer: Callable[..., nn.Module], c_in: int, c_out: int, *args, **kwarg
 
 
 def mlp(widths: List[int]) -> List[nn.Module]:
-    """Linear layers widths[0] -> ... -> widths[-1], ReLU between them (rdsweep.models.MLP)."""
+    """Linear layers widths[0] -> ... -> widths[-1], ReLU between them (rdsweep.options.mlp.MLP)."""
     layers: List[nn.Module] = []
     for c_in, c_out in zip(widths[:-1], widths[1:]):
         layers += [nn.Linear(c_in, c_out), nn.ReLU()]
@@ -127,15 +128,15 @@ class GaussianEncoder(nn.Module):
 
 
 def mlp_encoder() -> GaussianEncoder:
-    """rdsweep.models.MLPEncoder: 784 -> 512 -> 512 (ReLU) -> loc, scale."""
+    """rdsweep.options.mlp.MLPEncoder: 784 -> 512 -> 512 (ReLU) -> loc, scale."""
     body = nn.Sequential(nn.Flatten(), *mlp([PIXELS, *MLP_HIDDEN]), nn.ReLU())
     return GaussianEncoder(body, MLP_HIDDEN[-1])
 
 
 def conv_encoder(size: str) -> GaussianEncoder:
-    """rdsweep.conv.ConvEncoder: gated 5x5 convs, strides 1 2 1 2 (28 -> 14 -> 7), then a gated
-    7x7 valid conv to 1x1 x c4 features -> loc, scale."""
-    c = preset_channels(size, None, PAPER_ENCODER_CHANNELS, "encoder")
+    """rdsweep.options.conv.ConvEncoder: gated 5x5 convs, strides 1 2 1 2 (28 -> 14 -> 7), then
+    a gated 7x7 valid conv to 1x1 x c4 features -> loc, scale."""
+    c = ENCODER_PRESETS[size]["channels"]
     layers: List[nn.Module] = []
     c_in = IMAGE[0]
     for width, stride in zip(c[:4], (1, 2, 1, 2)):
@@ -161,15 +162,16 @@ class FeedForwardDecoder(nn.Module):
 
 
 def mlp_decoder() -> FeedForwardDecoder:
-    """rdsweep.models.MLPDecoder: L -> 512 -> 512 -> 784 logits."""
+    """rdsweep.options.mlp.MLPDecoder: L -> 512 -> 512 -> 784 logits."""
     return FeedForwardDecoder(nn.Sequential(*mlp([LATENT_DIM, *MLP_HIDDEN, PIXELS])))
 
 
 def conv_decoder(size: str) -> FeedForwardDecoder:
-    """rdsweep.conv.ConvDecoder: z as a 1x1 map -> gated deconv 7x7 valid [7] - 5x5 - 5x5 s2 [14]
-    - 5x5 - 5x5 s2 [28] - 4x4 -> linear 5x5 conv to one logit per pixel. The stride-1 deconvs
-    are convs ("same" padding; the even 4x4 kernel padded 2 before and 1 after, as in flax)."""
-    c = preset_channels(size, None, PAPER_DECODER_CHANNELS, "decoder")
+    """rdsweep.options.conv.ConvDecoder: z as a 1x1 map -> gated deconv 7x7 valid [7] - 5x5 -
+    5x5 s2 [14] - 5x5 - 5x5 s2 [28] - 4x4 -> linear 5x5 conv to one logit per pixel. The
+    stride-1 deconvs are convs ("same" padding; the even 4x4 kernel padded 2 before and 1 after,
+    as in flax)."""
+    c = DECODER_PRESETS[size]["channels"]
     up = functools.partial(nn.ConvTranspose2d, kernel_size=5, stride=2, padding=2,
                            output_padding=1)  # doubles H and W
     net = nn.Sequential(
@@ -196,8 +198,8 @@ def right_shift(x: torch.Tensor) -> torch.Tensor:
 
 
 class ShiftedConv(nn.Module):
-    """rdsweep.pixelcnn.ShiftedConv: output (r, c) reads input rows <= r (padded kh-1 on top) and
-    columns c - kw//2 .. c + kw//2, or with right=True columns <= c. (B, c_in, H, W) ->
+    """rdsweep.options.pixelcnn.ShiftedConv: output (r, c) reads input rows <= r (padded kh-1 on
+    top) and columns c - kw//2 .. c + kw//2, or with right=True columns <= c. (B, c_in, H, W) ->
     (B, c_out, ceil(H/stride), ceil(W/stride))."""
 
     def __init__(self, c_in: int, c_out: int, kernel: Tuple[int, int] = (2, 3),
@@ -229,8 +231,8 @@ def pair(u: nn.Module, ul: nn.Module) -> nn.ModuleList:
 
 
 class GatedResnet(nn.Module):
-    """rdsweep.pixelcnn.GatedResnet: x + gate(conv(gate(conv(x) + 1x1(aux)))), conv a stream's
-    shifted conv; x (B, d, H, W), aux (B, aux_channels, H, W) or none (aux_channels 0)."""
+    """rdsweep.options.pixelcnn.GatedResnet: x + gate(conv(gate(conv(x) + 1x1(aux)))), conv a
+    stream's shifted conv; x (B, d, H, W), aux (B, aux_channels, H, W) or none (aux_channels 0)."""
 
     def __init__(self, conv: Callable[[int, int], nn.Module], depth: int, aux_channels: int = 0):
         super().__init__()
@@ -246,9 +248,9 @@ class GatedResnet(nn.Module):
 
 
 class PixelCNNNet(nn.Module):
-    """rdsweep.pixelcnn.PixelCNNNet: (context (B, 1, H, W), x (B, 1, H, W) in {0, 1}) -> logits
-    (B, 1, H, W); the logit of pixel i (raster order) reads image pixels < i only. Two streams,
-    up pass at H, H/2, H/4 keeping every output, down pass back up fed those outputs."""
+    """rdsweep.options.pixelcnn.PixelCNNNet: (context (B, 1, H, W), x (B, 1, H, W) in {0, 1}) ->
+    logits (B, 1, H, W); the logit of pixel i (raster order) reads image pixels < i only. Two
+    streams, up pass at H, H/2, H/4 keeping every output, down pass back up fed those outputs."""
 
     def __init__(self, depth: int, resnets: int):
         super().__init__()
@@ -299,25 +301,27 @@ class PixelCNNNet(nn.Module):
 
 
 class PixelCNNDecoder(nn.Module):
-    """rdsweep.pixelcnn.PixelCNNDecoder: z -> gated Linear(H*W) -> context map (B, 1, H, W) ->
-    PixelCNNNet(context, x): the logits of d(x|z), all pixels in one pass (teacher forcing)."""
+    """rdsweep.options.pixelcnn.PixelCNNDecoder: z -> gated Linear(H*W) -> context map
+    (B, 1, H, W) -> PixelCNNNet(context, x): the logits of d(x|z), all pixels in one pass
+    (teacher forcing)."""
 
     def __init__(self, size: str):
         super().__init__()
         self.context = gated(nn.Linear, LATENT_DIM, PIXELS)
-        self.net = PixelCNNNet(*PIXELCNN_PRESETS[size])
+        preset = PIXELCNN_PRESETS[size]
+        self.net = PixelCNNNet(preset["depth"], preset["resnets_per_block"])
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.context(z).view(-1, *IMAGE), x)
 
 
 # ---------------------------------------------------------------------------------------------
-# Mean-only autoregressive flows (rdsweep.flows)
+# Mean-only autoregressive flows (rdsweep.options.flows)
 
 
 class MaskedLinear(nn.Linear):
     """Linear layer whose weight is multiplied by a fixed 0/1 mask, (fan_in, fan_out) as
-    rdsweep.flows.made_masks gives it."""
+    rdsweep.options.flows.made_masks gives it."""
 
     def __init__(self, mask: np.ndarray):
         super().__init__(*mask.shape)
@@ -328,7 +332,7 @@ class MaskedLinear(nn.Linear):
 
 
 class MADE(nn.Module):
-    """rdsweep.flows.MADE without context: z (B, D) -> mu (B, D), mu_i a function of z_{<i};
+    """rdsweep.options.flows.MADE without context: z (B, D) -> mu (B, D), mu_i a function of z_{<i};
     masked hidden layers of `hidden` widths, ReLU; the output layer starts at zero (mu = 0)."""
 
     def __init__(self, dim: int, hidden: Tuple[int, ...]):
@@ -347,14 +351,14 @@ class MADE(nn.Module):
 
 
 class MeanOnlyFlow(nn.Module):
-    """rdsweep.flows.MeanOnlyARFlow.forward: x (B, D) -> x + sign * mu_k(x) for each step k, odd
-    steps autoregressive in the reversed order; volume preserving (log|det| = 0).
+    """rdsweep.options.flows.MeanOnlyARFlow.forward: x (B, D) -> x + sign * mu_k(x) for each
+    step k, odd steps autoregressive in the reversed order; volume preserving (log|det| = 0).
     sign +1: the IAF's sampling direction; -1: the MAF's density direction, z -> u."""
 
     def __init__(self, size: str, sign: float, dim: int = LATENT_DIM, steps: int = FLOW_STEPS):
         super().__init__()
         self.sign = sign
-        self.mades = nn.ModuleList(MADE(dim, resolve_hidden(size)) for _ in range(steps))
+        self.mades = nn.ModuleList(MADE(dim, FLOW_PRESETS[size]["hidden"]) for _ in range(steps))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for k, made in enumerate(self.mades):
@@ -377,13 +381,13 @@ class StandardGaussian(nn.Module):
 
 
 class VampPrior(nn.Module):
-    """rdsweep.marginals.VampPrior: m(z) = sum_k softmax(logits)_k e(z | sigmoid(u_k)), the
+    """rdsweep.options.marginals.VampPrior: m(z) = sum_k softmax(logits)_k e(z | sigmoid(u_k)), the
     Gaussian encoder's posteriors of the K learned pseudo-inputs u_k (K: the size preset). The
     encoder sees them in a pass of its own, apart from the batch, as in rdsweep."""
 
     def __init__(self, size: str):
         super().__init__()
-        k = VAMP_PSEUDO_INPUTS[size]
+        k = VAMP_PRESETS[size]["pseudo_inputs"]
         self.pseudo_inputs = nn.Parameter(0.1 * torch.randn(k, *IMAGE))
         self.logits = nn.Parameter(torch.zeros(k))
 
@@ -394,7 +398,8 @@ class VampPrior(nn.Module):
 
 
 class MAFMarginal(nn.Module):
-    """rdsweep.flows.MAFMarginal: log m(z) = log N(u; 0, I), u = z - mu(z) per step (MAF)."""
+    """rdsweep.options.flows.MAFMarginal: log m(z) = log N(u; 0, I), u = z - mu(z) per step
+    (MAF)."""
 
     def __init__(self, size: str):
         super().__init__()
@@ -445,7 +450,7 @@ def mlp_vae() -> VAE:
 
 
 def family_vae(code: str, size: str) -> VAE:
-    """The VAE of paper family `code` (conf/family/<code>.yaml): encoder conv ("-") or conv + IAF
+    """The VAE of paper family `code` (rdsweep's `family=<code>`): encoder conv ("-") or conv + IAF
     ("+"), decoder conv ("-") or PixelCNN ("+"), marginal N(0, I) ("-"), MAF ("+") or VampPrior
     ("v"); every network at `size` ("small" or "paper")."""
     iaf, autoregressive, marginal = code

@@ -1,10 +1,10 @@
-"""Data: tensorflow-datasets splits decoded once into uint8 arrays, cached, and binarized on device;
-or the toy problem's exact distribution (rdsweep.toy) as weighted examples.
+"""Data options binarized_mnist, mnist, omniglot: tensorflow-datasets splits decoded once into
+uint8 arrays and cached.
 
 A split is read with `tfds.data_source` (random access, no TensorFlow needed), decoded into one
 (N, H, W, C) uint8 array and cached as .npy under `data.cache_dir`, keyed by the dataset's tfds
 name, version and split, so that later runs skip decoding. Batches are drawn and binarized on the
-device by `prepare_batch`.
+device by `rdsweep.data.prepare_batch`.
 """
 
 from __future__ import annotations
@@ -12,22 +12,18 @@ from __future__ import annotations
 import logging
 import os
 import zlib
-from typing import NamedTuple, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from rdsweep import toy
+from rdsweep.data import DataSource, Split
 from rdsweep.fileio import atomic_write
+from rdsweep.option import ConfigError, DataError, Option, at_least, one_of, require
 
 log = logging.getLogger(__name__)
 
 _DECODE_CHUNK = 2000  # examples decoded per tfds call
-
-
-class DataError(RuntimeError):
-    """Data that cannot be read as configured; the message says what to do."""
 
 
 def data_dir(configured: Optional[str]) -> str:
@@ -103,7 +99,7 @@ def load_split(split: str, data_cfg) -> np.ndarray:
     already binary stays as it is), 0..255 for dynamic binarization.
     """
     directory = data_dir(data_cfg.dir)
-    check_available(data_cfg)  # first: tfds' own message misleads here
+    _check_available(data_cfg)  # first: tfds' own message misleads here
     name = data_cfg.name
     source = _open(name, split, directory, data_cfg.download)
     version = source.dataset_info.version
@@ -124,43 +120,9 @@ def load_split(split: str, data_cfg) -> np.ndarray:
     return images
 
 
-class Split(NamedTuple):
-    """A split's examples: images (N, *image_shape) uint8, and weights (N,), each example's
-    probability when the data is a distribution given exactly, or None for a sample of data
-    (every example counts the same)."""
-
-    images: np.ndarray
-    weights: Optional[np.ndarray] = None
-
-    def head(self, n: int) -> "Split":
-        """The first n examples (weights are normalised where they are used)."""
-        return Split(self.images[:n], None if self.weights is None else self.weights[:n])
-
-
-def load_data(data_cfg) -> Tuple[Split, Split]:
-    """(train, test): tfds' data.train_split and data.test_split, or, for the toy data, its
-    exact distribution as both."""
-    if data_cfg.name == toy.NAME:
-        split = Split(*toy.examples(toy.make(data_cfg)))
-        return split, split
-    return (Split(load_split(data_cfg.train_split, data_cfg)),
-            Split(load_split(data_cfg.test_split, data_cfg)))
-
-
-def prepare_batch(images: jax.Array, key: jax.Array, binarization: str) -> jax.Array:
-    """uint8 grey levels -> float32 in {0, 1}: as stored (static, already 0/255) or a fresh
-    Bernoulli(x / 255) draw (dynamic)."""
-    p = images.astype(jnp.float32) / 255.0
-    if binarization == "dynamic":
-        return jax.random.bernoulli(key, p).astype(jnp.float32)
-    return p
-
-
-def check_available(data_cfg) -> None:
-    """Raises DataError early if the data cannot be there (offline and not prepared) or a split
-    is not one of the dataset's. The toy data is always there."""
-    if data_cfg.name == toy.NAME:
-        return
+def _check_available(data_cfg) -> None:
+    """DataError if the data cannot be there (offline and not prepared) or a split is not one
+    of the dataset's."""
     directory = data_dir(data_cfg.dir)
     if data_cfg.download:
         return
@@ -168,6 +130,52 @@ def check_available(data_cfg) -> None:
         raise _not_prepared(data_cfg.name, directory)
     for key in ("train_split", "test_split"):
         try:
-            _open(data_cfg.name, data_cfg[key], directory, False)
+            _open(data_cfg.name, getattr(data_cfg, key), directory, False)
         except DataError as e:
-            raise DataError(f"data.{key}={data_cfg[key]} is invalid: {e}") from None
+            raise DataError(f"data.{key}={getattr(data_cfg, key)} is invalid: {e}") from None
+
+
+@dataclass
+class TFDSImages(DataSource):
+    """A tensorflow-datasets dataset of images."""
+
+    _target_: str = "rdsweep.options.tfds_images.TFDSImages"
+    static_seed: int = 0  # the fixed draw of static binarization of grey data
+    train_split: str = "train"
+    test_split: str = "test"  # e.g. validation (binarized_mnist has one)
+    invert: bool = False  # ink = 1 - value (Omniglot stores ink as 0)
+    resize: str = "none"  # PIL filter to reach image_shape: none, box, bilinear, lanczos
+    dir: Optional[str] = None  # tfds data_dir; null -> $TFDS_DATA_DIR or tfds' default
+    download: bool = False  # let tfds download and prepare (needs internet and TensorFlow)
+    # Decoded arrays are cached here so that later runs start fast.
+    cache_dir: str = "${oc.env:RDSWEEP_CACHE,${oc.env:HOME,.}/.cache/rdsweep}"
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        one_of(f"{key}.resize", self.resize, ("none", *_FILTERS))
+        at_least(f"{key}.static_seed", self.static_seed, 0)
+        require(len(self.image_shape) == 3 and min(self.image_shape) >= 1,
+                f"{key}.image_shape", self.image_shape, "must be [height, width, channels] >= 1")
+        if self.dir is not None and not os.path.isdir(self.dir):
+            raise ConfigError(
+                f"{key}.dir={self.dir} is invalid: no such directory (give a tensorflow-datasets "
+                "data_dir holding prepared data, or leave data.dir unset to use $TFDS_DATA_DIR)")
+
+    def check_available(self) -> None:
+        _check_available(self)
+
+    def load(self) -> Tuple[Split, Split]:
+        return (Split(load_split(self.train_split, self)),
+                Split(load_split(self.test_split, self)))
+
+
+OPTIONS = [
+    Option("data", "binarized_mnist", TFDSImages(name="binarized_mnist"),
+           "MNIST, binarized once by Larochelle's draw (tfds binarized_mnist), 28x28"),
+    Option("data", "mnist", TFDSImages(name="mnist", binarization="dynamic"),
+           "MNIST grey levels, a fresh Bernoulli draw per use (dynamic binarization)"),
+    # 105x105, ink 0 -> 28x28, ink 1: PIL's box filter averages each 3.75-pixel cell.
+    Option("data", "omniglot", TFDSImages(name="omniglot", binarization="dynamic", invert=True,
+                                          resize="box"),
+           "Omniglot (tfds), 105x105 box-filtered to 28x28, dynamic binarization"),
+]

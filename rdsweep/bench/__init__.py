@@ -1,0 +1,51 @@
+"""rdsweep's benchmark suite: one run measures every figure and prints one Markdown table.
+
+    TFDS_DATA_DIR=../shared/tfds rdsweep-bench --write docs/benchmarks.md
+
+(`python -m rdsweep.bench` is the same command.) PyTorch (the reference of the training rows)
+is the `bench` extra: `bash scripts/setup.sh test,bench`. Without it the training rows show
+rdsweep alone, for the default model (the MLP): the other models are named by
+rdsweep.bench.torch_reference, which imports torch.
+
+Sections (`--only` takes section names and model names, comma-separated; a model name restricts
+the training and startup rows to it):
+  matmul    f32 matmul GFLOP/s, n = 512, 1024, 2048; the best is the reference of every
+            "fraction of matmul" below, so it is always measured.
+  training  images/s at --batch-size for each model of rdsweep.bench.torch_reference.REFERENCES:
+            rdsweep (one compiled scan of --steps steps, fewer for a slow model so that a call
+            takes about 4 s) and PyTorch (its eager loop of as many steps, torch's default
+            thread count), their ratio (target: mlp >= 1.8, conv* and pixelcnn* >= 1.0), and
+            rdsweep's achieved GFLOP/s (XLA cost analysis of one step) as a fraction of the
+            best matmul (target: mlp >= 80%).
+  startup   seconds from launching a process (`rdsweep-bench --first-step`: load data, build
+            the model, compile and run one 10-step scanned chunk) to that chunk done (mlp,
+            conv_small), with a cold then a warm persistent compilation cache (target: warm at
+            least 2x sooner).
+  iwae      evaluate() of the mlp on test examples for k = 1, 100, 1000 in example-samples/s,
+            and at k = 1000 the achieved GFLOP/s (XLA cost analysis) as a fraction of the best
+            matmul (target >= 50%).
+  memory    peak RSS (MiB) of a default run, `python -m rdsweep train.steps=500`.
+  scaling   mlp training images/s against the batch size (32 to 1024), and against the
+            number K = 1, 2, 4, 8 of models trained as one grid (total and per model), at
+            --steps x --batch-size images per timed call.
+  layers    the profile of `conv_small`: forward + backward milliseconds of each of its conv
+            layers (batch --batch-size) in rdsweep (rdsweep.layers' modules) and in PyTorch
+            (rdsweep.bench.torch_reference's layers), their ratio, and the layers' sum against
+            one training step of the whole model: where the time of a conv model goes.
+  grid      wall time of 8 short mlp runs (seeds 0-7, 300 steps, short evaluation) as one
+            `hydra/launcher=grid` process against 8 processes one after another, start-up,
+            compilation and data loading included (target: ratio <= 0.6).
+
+Example: `rdsweep-bench --only training,conv_small --repeats 3`.
+
+Timings are the median of --repeats timed calls after one untimed warm-up call (which
+compiles). Process timings (startup, grid) are the median of --repeats launches, each arm with a
+fresh compilation cache; no warm-up launch: the data cache (~/.cache/rdsweep) is filled before
+them, and this process has read the same Python modules. Peak RSS is one run.
+`--quick` is a smoke test of every row (tiny sizes, two models, one repeat): its figures are
+not benchmarks. Progress goes to stderr; stdout is the Markdown document that --write saves.
+
+Modules: `measure` (what a row measures: timings, FLOP counts, processes), `sections` (the rows
+of each section but `layers`), `layer_profile` (the `layers` section), `cli` (the command and
+its document), `torch_reference` (the PyTorch models).
+"""

@@ -1,0 +1,3 @@
+from rdsweep.bench.cli import main
+
+main()

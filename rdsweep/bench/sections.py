@@ -1,0 +1,203 @@
+"""The benchmark's sections but `layers` (rdsweep.bench.layer_profile): each `*_rows` function
+measures one section at the sizes of a `Plan` and returns its table rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import jax
+
+from rdsweep.bench.measure import (affordable_steps, compose_config, iwae_flops_per_sample,
+                                   iwae_rate, median_process, new_states, note, peak_rss_mib,
+                                   rdsweep_cmd, startup_seconds, torch_available, torch_rate,
+                                   train_flops_per_image, training_rate)
+from rdsweep.options.tfds_images import load_split
+
+# The grid rows' runs: short, so that start-up, compilation and data loading weigh as they do
+# in a sweep of many short runs.
+SHORT_EVAL = ("eval.iwae_samples=10", "eval.train_examples=0", "eval.image_examples=0",
+              "data.test_split='test[:1000]'")  # quoted: Hydra's grammar reads [ as a list
+TORCH_MISSING = "torch not installed (pip install 'rdsweep[bench]')"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Sizes and counts of one benchmark run."""
+    steps: int = 200  # training steps per timed call at batch_size (at most, see below)
+    call_seconds: float = 4.0  # slow models run fewer steps per timed call, about this long
+    repeats: int = 5
+    batch_size: int = 64
+    models: Optional[Tuple[str, ...]] = None  # training rows; None: every REFERENCES entry
+    startup_models: Tuple[str, ...] = ("mlp", "conv_small")
+    startup_steps: int = 10  # the startup child's one chunk: start-up, not training, dominates
+    batch_sizes: Tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
+    grid_sizes: Tuple[int, ...] = (1, 2, 4, 8)
+    iwae_examples: int = 1000
+    iwae_samples: Tuple[int, ...] = (1, 100, 1000)
+    memory_overrides: Tuple[str, ...] = ("train.steps=500",)
+    grid_runs: int = 8
+    grid_overrides: Tuple[str, ...] = ("train.steps=300", *SHORT_EVAL)
+
+
+QUICK = Plan(steps=10, call_seconds=1.0, repeats=1, models=("mlp", "conv_small"),
+             batch_sizes=(32, 128), grid_sizes=(1, 2), iwae_examples=100,
+             memory_overrides=("train.steps=20", *SHORT_EVAL), grid_runs=2,
+             grid_overrides=("train.steps=20", *SHORT_EVAL))
+
+
+class Row(NamedTuple):
+    section: str
+    measurement: str
+    value: str
+    target: str = ""
+    met: Optional[bool] = None
+
+
+def target(value: float, bound: float, at_least: bool, shown: str) -> Dict[str, object]:
+    """Row fields `target` (the bound as `shown`) and `met` of a figure against its bound."""
+    return {"target": ("&ge; " if at_least else "&le; ") + shown,
+            "met": value >= bound if at_least else value <= bound}
+
+
+def ratio_target(name: str) -> Optional[float]:
+    """The rdsweep / PyTorch training ratio model `name` should reach, if it has one."""
+    if name == "mlp":
+        return 1.8
+    return 1.0 if name.startswith(("conv", "pixelcnn")) else None
+
+
+def matmul_rows(mm: Dict[int, float]) -> List[Row]:
+    best = max(mm, key=mm.get)
+    return [Row("matmul", f"f32 matmul {n}x{n}x{n}{' (best: the reference)' * (n == best)}",
+                f"{f / 1e9:,.1f} GFLOP/s") for n, f in mm.items()]
+
+
+def training_rows(names: Sequence[str], overrides: Dict[str, List[str]], images,
+                  device_images: jax.Array, best: float, plan: Plan) -> List[Row]:
+    """images: the training split as numpy (PyTorch's copy) and on the device (rdsweep's)."""
+    b = plan.batch_size
+    has_torch = torch_available()
+    rows = []
+    if has_torch:
+        import torch
+        threads = torch.get_num_threads()
+    else:
+        rows.append(Row("training", "PyTorch reference and the other models", TORCH_MISSING))
+    for name in names:
+        note(f"training {name}")
+        cfg = compose_config([*overrides[name], f"train.batch_size={b}"])
+        steps = affordable_steps(cfg, device_images, plan.steps, plan.call_seconds)
+        rate = training_rate(cfg, device_images, steps, plan.repeats)
+        label = f"training `{name}`, batch {b}"
+        rows.append(Row("training", f"{label}: rdsweep, {steps}-step scan",
+                        f"{rate:,.0f} images/s"))
+        if has_torch:
+            ref = torch_rate(name, images, b, steps, plan.repeats)
+            ratio = rate / ref
+            bound = ratio_target(name)
+            rows += [Row("training", f"{label}: PyTorch, {threads} threads, {steps}-step loop",
+                         f"{ref:,.0f} images/s"),
+                     Row("training", f"{label}: rdsweep / PyTorch", f"{ratio:.2f}x",
+                         **(target(ratio, bound, True, f"{bound}x") if bound else {}))]
+        flops = train_flops_per_image(cfg, device_images)
+        if flops:
+            achieved = flops * rate
+            rows.append(Row(
+                "training", f"{label}: rdsweep achieved (XLA cost analysis: "
+                f"{flops / 1e6:,.2f} MFLOP/image)",
+                f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.0%} of matmul",
+                **(target(achieved / best, 0.8, True, "80%") if name == "mlp" else {})))
+    return rows
+
+
+def startup_rows(names: Sequence[str], overrides: Dict[str, List[str]], plan: Plan) -> List[Row]:
+    rows = []
+    for name in names:
+        note(f"startup {name}")
+        s = startup_seconds(overrides[name], plan.startup_steps, plan.batch_size, plan.repeats)
+        label = f"launch to first {plan.startup_steps}-step chunk, `{name}`"
+        ratio = s["cold"] / s["warm"]
+        rows += [Row("startup", f"{label}, cold compilation cache", f"{s['cold']:.1f} s"),
+                 Row("startup", f"{label}, warm compilation cache", f"{s['warm']:.1f} s"),
+                 Row("startup", f"{label}: cold / warm", f"{ratio:.2f}x",
+                     **target(ratio, 2.0, True, "2x"))]
+    return rows
+
+
+def iwae_rows(images: jax.Array, best: float, plan: Plan) -> List[Row]:
+    """images: the training split on the device (the optimiser's example count)."""
+    cfg = compose_config([])
+    test = load_split(cfg.data.test_split, cfg.data)[:plan.iwae_examples]
+    state = new_states(cfg, images, 1)[0]
+    rates = {}
+    for k in plan.iwae_samples:
+        note(f"iwae k={k}")
+        rates[k] = iwae_rate(cfg, state, test, k, plan.repeats)
+    rows = [Row("iwae", f"IWAE evaluation, mlp, {len(test)} test examples, k={k}",
+                f"{rate:,.0f} example-samples/s") for k, rate in rates.items()]
+    k = max(rates)
+    flops = iwae_flops_per_sample(cfg, state, test, k)
+    achieved = flops * rates[k]
+    rows.append(Row("iwae", f"IWAE evaluation, k={k}: achieved (XLA cost analysis: "
+                    f"{flops / 1e6:,.2f} MFLOP per example-sample)",
+                    f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.0%} of matmul",
+                    **target(achieved / best, 0.5, True, "50%")))
+    return rows
+
+
+def memory_rows(plan: Plan) -> List[Row]:
+    note("memory")
+    with tempfile.TemporaryDirectory(prefix="rdsweep-bench-") as tmp:
+        args = [*plan.memory_overrides, f"hydra.run.dir={tmp}/run",
+                f"compilation_cache_dir={tmp}/jax"]  # cold: compilation's memory counts
+        peak = peak_rss_mib(rdsweep_cmd(*args))
+    return [Row("memory", f"peak RSS of `rdsweep {' '.join(plan.memory_overrides)}` (default "
+                "model, with its evaluation; cold compilation cache)", f"{peak:,.0f} MiB")]
+
+
+def scaling_rows(images: jax.Array, plan: Plan) -> List[Row]:
+    per_call = plan.steps * plan.batch_size  # images per timed call, the same in every row
+    rows = []
+    for b in plan.batch_sizes:
+        note(f"scaling batch {b}")
+        steps = max(1, per_call // b)
+        rate = training_rate(compose_config([f"train.batch_size={b}"]), images, steps,
+                             plan.repeats)
+        rows.append(Row("scaling", f"mlp training, batch {b}, {steps}-step scan",
+                        f"{rate:,.0f} images/s"))
+    cfg = compose_config([f"train.batch_size={plan.batch_size}"])
+    for k in plan.grid_sizes:
+        note(f"scaling grid K={k}")
+        steps = max(1, per_call // (plan.batch_size * k))
+        rate = training_rate(cfg, images, steps, plan.repeats, models=k)
+        rows.append(Row("scaling", f"mlp grid of K={k}, batch {plan.batch_size}, {steps}-step "
+                        "scan", f"{rate:,.0f} images/s in all = "
+                        f"{rate / k:,.0f} per model"))
+    return rows
+
+
+def grid_rows(plan: Plan) -> List[Row]:
+    n = plan.grid_runs
+    seeds = ",".join(map(str, range(n)))
+
+    def grid(tmp: str) -> List[List[str]]:
+        return [rdsweep_cmd("-m", "hydra/launcher=grid", f"seed={seeds}", *plan.grid_overrides,
+                            f"hydra.sweep.dir={tmp}/sweep", f"compilation_cache_dir={tmp}/jax")]
+
+    def separate(tmp: str) -> List[List[str]]:
+        return [rdsweep_cmd(f"seed={i}", *plan.grid_overrides, f"hydra.run.dir={tmp}/{i}",
+                            f"compilation_cache_dir={tmp}/jax") for i in range(n)]
+
+    note(f"grid: {n} runs as one grid")
+    one = median_process(grid, plan.repeats)
+    note(f"grid: {n} runs as separate processes")
+    many = median_process(separate, plan.repeats)
+    return [Row("grid", f"{n} mlp runs as one process, `rdsweep -m hydra/launcher=grid "
+                f"seed={seeds} {' '.join(plan.grid_overrides)}` (with its sweep report)",
+                f"{one:.1f} s"),
+            Row("grid", f"the same {n} runs as {n} processes `rdsweep seed=i ...` one after "
+                "another", f"{many:.1f} s"),
+            Row("grid", f"{n} runs: one grid process / {n} processes", f"{one / many:.2f}",
+                **target(one / many, 0.6, False, "0.6"))]

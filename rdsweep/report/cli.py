@@ -1,0 +1,124 @@
+"""The rdsweep-report command: checks its arguments, writes SWEEP_DIR/report/ (build_report,
+write_report) and prints the summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from rdsweep.fileio import atomic_write
+from rdsweep.lifecycle import Status
+from rdsweep.outputs import IMAGES
+from rdsweep.report.runs import ReportError, collect, entropy_estimate
+from rdsweep.report.plots import choose_image_runs, images_figure, rd_plane_figure, skew_figure
+from rdsweep.report.tables import compare_with, family_table, load_reference, markdown
+
+REPORT = "report"
+KEY_COLUMNS = ("family", "objective", "beta", "sigma", "seed", "status", "rate", "distortion",
+               "elbo", "iwae", "detail")
+
+
+def _save_figure(fig: Figure, path: str) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
+
+
+def _save_csv(frame: pd.DataFrame, path: str) -> None:
+    atomic_write(path, lambda f: frame.to_csv(f, index=False))
+
+
+def _check_image_runs(table: pd.DataFrame, sweep_dir: str, runs: Sequence[str]) -> None:
+    """ReportError unless every run of --images is in the table and has an images.png."""
+    for run in runs:
+        if run not in set(table.run):
+            raise ReportError(f"--images {run}: no such run in {sweep_dir}")
+        if not os.path.isfile(os.path.join(sweep_dir, run, IMAGES)):
+            raise ReportError(f"--images {run}: {os.path.join(sweep_dir, run, IMAGES)} "
+                              "does not exist")
+
+
+def build_report(sweep_dir: str, compare: Optional[str] = None,
+                 image_runs: Optional[Sequence[str]] = None
+                 ) -> Tuple[pd.DataFrame, Optional[pd.DataFrame], Dict[str, str]]:
+    """(the table, the comparison or None, the paths written by file name). Every argument is
+    checked before the first file is written."""
+    reference = load_reference(compare) if compare else None
+    table = collect(sweep_dir)
+    if image_runs:
+        _check_image_runs(table, sweep_dir, image_runs)
+    runs = list(image_runs) if image_runs else choose_image_runs(table, sweep_dir)
+    comparison = compare_with(table, reference) if reference is not None else None
+
+    folder = os.path.join(sweep_dir, REPORT)
+    paths = {name: os.path.join(folder, name)
+             for name in ("results.csv", "results.parquet", "families.md", "rd_plane.png",
+                          "skew.png")}
+    _save_csv(table, paths["results.csv"])
+    atomic_write(paths["results.parquet"], lambda f: table.to_parquet(f, index=False),
+                 binary=True)
+    atomic_write(paths["families.md"], lambda f: f.write(
+        f"Test R / D / ELBO (nats) per family and setting, {sweep_dir}\n\n"
+        + markdown(family_table(table)) + "\n"))
+    _save_figure(rd_plane_figure(table), paths["rd_plane.png"])
+    _save_figure(skew_figure(table), paths["skew.png"])
+    if runs:
+        paths["images.png"] = os.path.join(folder, "images.png")
+        _save_figure(images_figure(table, sweep_dir, runs), paths["images.png"])
+    if comparison is not None:
+        name = f"compare_{compare}.csv"
+        paths[name] = os.path.join(folder, name)
+        _save_csv(comparison, paths[name])
+    return table, comparison, paths
+
+
+def write_report(sweep_dir: str, compare: Optional[str] = None,
+                 image_runs: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """Writes SWEEP_DIR/report/ (see rdsweep.report); returns the paths by file name."""
+    return build_report(sweep_dir, compare, image_runs)[2]
+
+
+def summary(sweep_dir: str, table: pd.DataFrame, comparison: Optional[pd.DataFrame],
+            compare: Optional[str], paths: Mapping[str, str]) -> str:
+    """What main prints: counts per status, H, the key columns, the comparison, the paths."""
+    counts = table.status.value_counts()
+    lines = [f"{len(table)} runs in {sweep_dir}: "
+             + ", ".join(f"{counts[s]} {s}" for s in Status if s in counts)]
+    h = entropy_estimate(table)
+    if h is not None:
+        lines.append(f"H estimate (best -IWAE of the completed runs): {h:.2f} nats")
+    lines += ["", markdown(table[list(KEY_COLUMNS)])]
+    if comparison is not None:
+        lines += ["", f"beta = 1 against {compare} (diff = ours - paper):",
+                  markdown(comparison, missing="missing")]
+    lines += ["", "written:"] + [f"  {path}" for path in paths.values()]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rdsweep-report",
+        description="Collects the runs of a sweep folder (or one run's folder) into "
+                    "SWEEP_DIR/report/: results.csv, results.parquet, families.md, "
+                    "rd_plane.png, skew.png, images.png.")
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR",
+                        help="a sweep folder (hydra.sweep.dir) or one run's folder")
+    parser.add_argument("--compare", metavar="NAME",
+                        help="compare beta = 1 with a reference table, e.g. paper_mnist")
+    parser.add_argument("--images", nargs="+", metavar="SUBDIR",
+                        help="the runs shown in images.png (default: up to 5 spread over R)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """The rdsweep-report command; exits with status 2 and one error line on a bad argument."""
+    args = _parser().parse_args(argv)
+    try:
+        table, comparison, paths = build_report(args.sweep_dir, args.compare, args.images)
+    except ReportError as e:
+        print(f"rdsweep-report: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(summary(args.sweep_dir, table, comparison, args.compare, paths))

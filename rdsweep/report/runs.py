@@ -1,0 +1,235 @@
+"""Reading a sweep folder into the results table: one row per run, with what the run is (family,
+objective, beta or sigma, seed) and how it went (status, test metrics, timing)."""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from rdsweep import registry
+from rdsweep.lifecycle import Status
+from rdsweep.outputs import CHECKPOINTS, METRICS, load_metrics
+from rdsweep.sweep import PLAN, read_plan
+
+HYDRA_CONFIG = os.path.join(".hydra", "config.yaml")
+TEST_METRICS = ("rate", "distortion", "elbo", "iwae", "iwae_samples")
+COLUMNS = ("run", "status", "family", "objective", "beta", "sigma", "warmup_steps", "seed",
+           *TEST_METRICS, "steps", "seconds", "images_per_s", "detail")
+INTEGER_COLUMNS = ("warmup_steps", "seed", "iwae_samples", "steps")
+TEXT_COLUMNS = ("run", "status", "family", "objective", "detail")
+RECORDED = (Status.COMPLETED, Status.DIVERGED, Status.FAILED)  # the statuses a run writes
+UNKNOWN = "?"
+PAPER_ORDER = str.maketrans("-+v", "012")
+
+
+class ReportError(Exception):
+    """A problem that stops the report before anything is written; the message names the path."""
+
+
+# --- reading one run ---------------------------------------------------------------------------
+
+def _number(value: Any) -> float:
+    """value as a float, NaN if it is absent or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def describe_config(cfg: DictConfig, recorded: Mapping[str, Any]) -> Dict[str, Any]:
+    """family, objective, beta, sigma, warmup_steps and seed of a run's config. The family and
+    objective are metrics.json's (`recorded`) if it has them, else the registry's names for
+    the config's parts (runs older than those keys, or without metrics.json yet)."""
+
+    def get(key: str) -> Any:
+        return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+
+    objective = recorded.get("objective") or registry.option_name(cfg, "objective")
+    return {"family": recorded.get("family") or registry.family_code(cfg),
+            "objective": objective,
+            "beta": _number(get("objective.beta")) if objective == "beta" else np.nan,
+            "sigma": _number(get("objective.sigma")) if objective == "target_rate" else np.nan,
+            "warmup_steps": _number(get("objective.warmup_steps")),
+            "seed": _number(get("seed"))}
+
+
+def describe_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
+    """What a planned job's overrides say about it (a job that never started has nothing else):
+    unset keys are unknown, except the objective, which defaults to beta as in conf/config.yaml."""
+    values = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    objective = values.get("objective", "beta")
+    return {"family": values.get("family", values.get("mlp_family", UNKNOWN)),
+            "objective": objective,
+            "beta": _number(values.get("beta")) if objective == "beta" else np.nan,
+            "sigma": _number(values.get("sigma")) if objective == "target_rate" else np.nan,
+            "warmup_steps": _number(values.get("objective.warmup_steps")),
+            "seed": _number(values.get("seed"))}
+
+
+def run_config(run_dir: str, metrics: Optional[Mapping[str, Any]]) -> Optional[DictConfig]:
+    """The run's config: from metrics.json, else from .hydra/config.yaml, else None."""
+    if metrics is not None and isinstance(metrics.get("config"), dict):
+        return OmegaConf.create(metrics["config"])
+    try:
+        cfg = OmegaConf.load(os.path.join(run_dir, HYDRA_CONFIG))
+    except (OSError, yaml.YAMLError):  # then the plan's overrides describe the run instead
+        return None
+    return cfg if isinstance(cfg, DictConfig) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _corrupt(detail: str) -> Dict[str, Any]:
+    return {"status": Status.CORRUPT, "detail": detail}
+
+
+def metrics_outcome(metrics: Mapping[str, Any]) -> Dict[str, Any]:
+    """status, the test metrics, steps, timing and detail recorded in a metrics.json."""
+    status = metrics.get("status")
+    if status not in RECORDED:
+        return _corrupt(f"metrics.json has status {status!r}")
+    status = Status(status)
+    outcome = {"status": status, "steps": metrics.get("steps"), "seconds": metrics.get("seconds"),
+               "images_per_s": metrics.get("images_per_s")}
+    if status == Status.DIVERGED:
+        outcome["detail"] = f"diverged at step {metrics.get('steps')}"
+    elif status == Status.FAILED:
+        outcome["detail"] = metrics.get("error")
+    elif not isinstance(metrics.get("test"), dict):
+        return _corrupt("metrics.json is completed without test metrics")
+    else:
+        test = metrics["test"]
+        bad = [key for key in TEST_METRICS if not _is_number(test.get(key))]
+        if bad:
+            return _corrupt("metrics.json is completed with test values that are not numbers: "
+                            + ", ".join(bad))
+        outcome.update({key: test[key] for key in TEST_METRICS})
+    return outcome
+
+
+def latest_checkpoint(run_dir: str) -> Optional[int]:
+    """The largest step among checkpoints/<step>/ folders, None if there is none."""
+    folder = os.path.join(run_dir, CHECKPOINTS)
+    steps = [int(name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+             if name.isdigit() and os.path.isdir(os.path.join(folder, name))]
+    return max(steps, default=None)
+
+
+def incomplete_outcome(run_dir: str) -> Dict[str, Any]:
+    """A started run without metrics.json: running, or killed, at its newest checkpoint."""
+    step = latest_checkpoint(run_dir)
+    detail = "no checkpoint" if step is None else f"checkpoint at step {step}"
+    return {"status": Status.INCOMPLETE, "steps": step or 0, "detail": detail}
+
+
+def read_run(sweep_dir: str, subdir: str, overrides: Sequence[str]) -> Dict[str, Any]:
+    """One row of the table: what the run is and how it went."""
+    run_dir = os.path.join(sweep_dir, subdir)
+    if not os.path.isdir(run_dir):
+        return {"run": subdir, **describe_overrides(overrides), "status": Status.MISSING,
+                "detail": "not started (no run folder)"}
+    metrics, problem = load_metrics(run_dir)
+    cfg = run_config(run_dir, metrics)
+    description = (describe_config(cfg, metrics or {}) if cfg is not None
+                   else describe_overrides(overrides))
+    if problem is not None:
+        outcome = _corrupt(f"metrics.json unreadable: {problem}")
+    elif metrics is not None:
+        outcome = metrics_outcome(metrics)
+    else:
+        outcome = incomplete_outcome(run_dir)
+    return {"run": subdir, **description, **outcome}
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+def _is_run_folder(path: str) -> bool:
+    return (os.path.isfile(os.path.join(path, METRICS))
+            or os.path.isdir(os.path.join(path, ".hydra")))
+
+
+def list_runs(sweep_dir: str) -> List[Tuple[str, List[str]]]:
+    """(subdir, overrides) of the runs to report: the folder itself (".") if it is one run's
+    folder; else the planned jobs, then the run folders the plan does not name (an earlier
+    launch into the same folder), so that no run is left out."""
+    if _is_run_folder(sweep_dir):
+        return [(os.curdir, [])]
+    planned = {job["subdir"]: job["overrides"] for job in read_plan(sweep_dir)}
+    found = sorted(name for name in os.listdir(sweep_dir)
+                   if name not in planned and _is_run_folder(os.path.join(sweep_dir, name)))
+    return list(planned.items()) + [(name, []) for name in found]
+
+
+def make_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows -> the results table: COLUMNS in order, numbers as numbers, sorted by family then
+    objective, beta, sigma and seed."""
+    table = pd.DataFrame(list(rows)).reindex(columns=list(COLUMNS))
+    for column in COLUMNS:
+        if column in INTEGER_COLUMNS:
+            table[column] = pd.to_numeric(table[column], errors="coerce").round().astype("Int64")
+        elif column not in TEXT_COLUMNS:
+            table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
+    table["detail"] = table["detail"].map(lambda d: None if pd.isna(d) else str(d)).astype(object)
+    return (table.sort_values(["family", "objective", "beta", "sigma", "seed", "run"],
+                              na_position="last", kind="stable", key=_sort_key)
+            .reset_index(drop=True))
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    """Families in the paper's order ("-" before "+" before "v"); other columns as they are."""
+    return column.str.translate(PAPER_ORDER) if column.name == "family" else column
+
+
+def _warn(message: str) -> None:
+    print(f"rdsweep-report: warning: {message}", file=sys.stderr)
+
+
+def collect(sweep_dir: str) -> pd.DataFrame:
+    """The results table of a sweep folder: one row per planned job or run folder (one row if
+    sweep_dir is itself a run folder).
+
+    Raises ReportError if the folder is missing or holds neither runs nor a plan. A run whose
+    metrics.json is unreadable or inconsistent becomes a `corrupt` row, with a warning on stderr.
+    """
+    if not os.path.isdir(sweep_dir):
+        raise ReportError(f"{sweep_dir}: " + ("not a folder" if os.path.exists(sweep_dir)
+                                              else "no such folder"))
+    runs = list_runs(sweep_dir)
+    if not runs:
+        raise ReportError(f"{sweep_dir} holds no runs (no {PLAN}, no folder with {METRICS} "
+                          "or .hydra/)")
+    table = make_table([read_run(sweep_dir, subdir, overrides) for subdir, overrides in runs])
+    for row in table[table.status == Status.CORRUPT].itertuples():
+        _warn(f"{os.path.join(sweep_dir, row.run)}: {row.detail}")
+    return table
+
+
+# --- what the plots and tables take from it ----------------------------------------------------
+
+def completed(table: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs that have a rate and a distortion, with -ELBO as `neg_elbo`."""
+    done = table[(table.status == Status.COMPLETED) & table.rate.notna()
+                 & table.distortion.notna()]
+    return done.assign(neg_elbo=-done.elbo)
+
+
+def entropy_estimate(table: pd.DataFrame) -> Optional[float]:
+    """H, estimated by the best (lowest) -IWAE of the completed runs; None if there is none."""
+    best = (-table.loc[table.status == Status.COMPLETED, "iwae"]).min()
+    return None if pd.isna(best) else float(best)
+
+
+def setting(row: Any) -> str:
+    """The swept knob of a run: "β=0.3" or "σ=10"."""
+    if row.objective == "target_rate":
+        return f"σ={row.sigma:g}"
+    return f"β={row.beta:g}" if pd.notna(row.beta) else f"{row.objective} ?"
