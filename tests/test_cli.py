@@ -81,7 +81,8 @@ def _fails_with_one_line(args, message, tmp_path):
 
 @pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_value_fails_at_start_with_one_line(args, message, tmp_path):
-    _fails_with_one_line(["data=synthetic", *args], message, tmp_path)
+    data = [] if any(a.startswith("data=") for a in args) else ["data=synthetic"]
+    _fails_with_one_line([*args, *data], message, tmp_path)
 
 
 def test_bad_split_of_real_data_fails_at_start_with_one_line(tfds_dir, tmp_path):

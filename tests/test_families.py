@@ -57,12 +57,20 @@ def images():
     return SyntheticBars(test_examples=64).load()[1].images
 
 
-@pytest.mark.parametrize("overrides", [tiny_overrides(g, c) for g in SCALE for c in CODES]
-                         + [["marginal=mixture", *TINY["mixture"]],
-                            ["encoder=iaf", "decoder=mlp", "marginal=maf",
-                             *TINY["iaf_conv"], *TINY["maf"], *TINY["mlp_dec"]]],
-                         ids=[f"{g}={c}" for g in SCALE for c in CODES]
-                         + ["mixture", "iaf+mlp+maf"])
+# The fast tier trains four families that hold every part between them; the slow tier all.
+FAST = {"mlp_family=---", "mlp_family=+++", "family=+-v", "family=-+-"}
+
+
+def _case(group, code):
+    marks = [] if f"{group}={code}" in FAST else [pytest.mark.slow]
+    return pytest.param(tiny_overrides(group, code), id=f"{group}={code}", marks=marks)
+
+
+@pytest.mark.parametrize("overrides", [_case(g, c) for g in SCALE for c in CODES]
+                         + [pytest.param(["marginal=mixture", *TINY["mixture"]], id="mixture"),
+                            pytest.param(["encoder=iaf", "decoder=mlp", "marginal=maf",
+                                          *TINY["iaf_conv"], *TINY["maf"], *TINY["mlp_dec"]],
+                                         id="iaf+mlp+maf", marks=[pytest.mark.slow])])
 def test_option_trains_and_gives_finite_bounds(overrides, make_cfg, images):
     cfg = make_cfg("latent_dim=4", "train.batch_size=8", *overrides)
     state, row = train_briefly(cfg, images)
