@@ -155,20 +155,20 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
                                      cfg.train.log_every, examples_per_step(cfg.train, n_train),
                                      grid_batching(cfg.train.grid_batching),
                                      jax.device_put(train_split.weights)):
-            for k, row in enumerate(new_rows):
-                if diverged[k] is not None:
+            for i, row in enumerate(new_rows):
+                if diverged[i] is not None:
                     continue
-                rows[k].append(row)
-                write_train_log(run_dirs[k], rows[k])
-                run_logs[k].train(row)
+                rows[i].append(row)
+                write_train_log(run_dirs[i], rows[i])
+                run_logs[i].train(row)
                 if not math.isfinite(row["loss"]):
-                    log.error("%s: loss is %s at step %d: stopping", run_dirs[k], row["loss"],
+                    log.error("%s: loss is %s at step %d: stopping", run_dirs[i], row["loss"],
                               row["step"])
-                    diverged[k] = {"status": Status.DIVERGED, "steps": row["step"],
+                    diverged[i] = {"status": Status.DIVERGED, "steps": row["step"],
                                    "non_finite": [q for q in ("loss", "rate", "distortion")
                                                   if not math.isfinite(row[q])]}
                     continue
-                checkpoints[k].save(unstack(state, k), rows[k], final=row["step"] == steps)
+                checkpoints[i].save(unstack(state, i), rows[i], final=row["step"] == steps)
             if None not in diverged:
                 break
         for c in checkpoints:
@@ -176,21 +176,21 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
         train_seconds = time.perf_counter() - start
 
         results = []
-        for k, c in enumerate(cfgs):
-            if diverged[k] is not None:
-                results.append({**diverged[k], "resumed_from": resumed_from})
+        for i, c in enumerate(cfgs):
+            if diverged[i] is not None:
+                results.append({**diverged[i], "resumed_from": resumed_from})
                 continue
             try:  # one run's failure stays in that run
-                result = _evaluate(c, source, run_dirs[k], state.apply_fn,
-                                   unstack(state, k).params, train_split, test_split, keys[k][1])
+                result = _evaluate(c, source, run_dirs[i], state.apply_fn,
+                                   unstack(state, i).params, train_split, test_split, keys[i][1])
             except Exception as e:
-                log.exception("%s: evaluation failed", run_dirs[k])
+                log.exception("%s: evaluation failed", run_dirs[i])
                 results.append(_failed(e))
                 continue
-            run_logs[k].test(result["test"], steps)
+            run_logs[i].test(result["test"], steps)
             results.append({**result, "steps": steps, "resumed_from": resumed_from,
                             "train_seconds": train_seconds,
-                            "images_per_s": rows[k][-1]["images_per_s"]})
+                            "images_per_s": rows[i][-1]["images_per_s"]})
     return results
 
 

@@ -11,10 +11,10 @@ import numpy as np
 from rdsweep.fileio import atomic_write
 from rdsweep.models import VAE
 
-_PAD = 2  # pixels between images, and around the grid
+_PAD = 2  # pixels between images, and around them
 
 
-def grid(rows) -> np.ndarray:
+def tile(rows) -> np.ndarray:
     """Rows of images, each (n, H, W, 1) in [0, 1] -> one (rows*(H+pad)+pad, ...) uint8 picture."""
     rows = [np.asarray(r, np.float32)[..., 0] for r in rows]
     n, h, w = rows[0].shape
@@ -37,7 +37,7 @@ def save_images(path: str, apply_fn, params, x: jax.Array, key: jax.Array) -> No
     from PIL import Image
 
     recon, samples = _samples(apply_fn, params, x, key)
-    picture = Image.fromarray(grid([x, recon, samples]))
+    picture = Image.fromarray(tile([x, recon, samples]))
     picture = picture.resize((picture.width * 3, picture.height * 3), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")

@@ -103,4 +103,8 @@ def check_size(key: str, size: str, presets: Mapping[str, Mapping[str, Any]]) ->
 def preset(module: Any, name: str) -> Any:
     """module.<name>, or, if that is None, the value of the preset named by module.size."""
     value = getattr(module, name)
-    return module.PRESETS[module.size][name] if value is None else value
+    if value is not None:
+        return value
+    if module.size not in module.PRESETS:
+        raise ValueError(f"size must be one of {list(module.PRESETS)}, got {module.size!r}")
+    return module.PRESETS[module.size][name]

@@ -101,11 +101,13 @@ def make_train_step(batch_size: Optional[int], binarization: str) -> Callable[
         mean = lambda v: weighted_mean(v, weights)
 
         def loss_fn(params):
-            q = rate_distortion(state.apply_fn({"params": params}, x, k_z))
-            return state.objective(mean(q["rate"]), mean(q["distortion"]), state.step), q
+            bounds = rate_distortion(state.apply_fn({"params": params}, x, k_z))
+            loss = state.objective(mean(bounds["rate"]), mean(bounds["distortion"]), state.step)
+            return loss, bounds
 
-        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        metrics = {"loss": loss, **{k: mean(q[k]) for k in ("rate", "distortion", "elbo")}}
+        (loss, bounds), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        metrics = {"loss": loss,
+                   **{name: mean(bounds[name]) for name in ("rate", "distortion", "elbo")}}
         return state.apply_gradients(grads=grads), metrics
 
     return train_step

@@ -8,9 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# A cheap real-data run of the default MLP model.
+# A cheap run of the default MLP model (on real data in the slow tier).
 TINY = ["train.steps=300", "train.log_every=100", "eval.iwae_samples=2",
         "eval.train_examples=0", "eval.batch_size=1000", "eval.image_examples=2"]
+# Small synthetic images and a small MLP: a run whose compilation and training take seconds.
+SMALL_MODEL = ["data=synthetic", "data.image_shape=[12,12,1]", "data.train_examples=500",
+               "data.test_examples=100", "latent_dim=4", "encoder.hidden=[32]",
+               "decoder.hidden=[32]"]
 
 
 def rdsweep(*args, cwd, timeout=600):

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from helpers import TINY, rdsweep, read
+from helpers import SMALL_MODEL, TINY, rdsweep, read
+from rdsweep import lifecycle
 
 
 def test_multirun_writes_one_completed_result_per_beta(tfds_dir, tmp_path):
@@ -27,6 +28,8 @@ def test_multirun_writes_one_completed_result_per_beta(tfds_dir, tmp_path):
     assert (sweep / runs[0] / ".hydra" / "config.yaml").exists()
 
 
+# Bad values, each with the one line that names it (checked in-process: the same validation
+# the command runs before any folder exists; a few go through the command below).
 BAD = [
     (["beta=-1"], "beta=-1.0 is invalid: must be a finite number >= 0"),
     (["beta=inf"], "beta=inf is invalid: must be a finite number >= 0"),
@@ -40,34 +43,38 @@ BAD = [
      "data.image_shape=[28, 28] is invalid: must be [height, width, channels] >= 1"),
     (["data=binarized_mnist", "data.static_seed=-1"],
      "data.static_seed=-1 is invalid: must be an integer >= 0"),
+    (["data=binarized_mnist", "data.dir=/no/such/folder"],
+     "data.dir=/no/such/folder is invalid: no such directory"),
     (["data.bar_prob=2"], "data.bar_prob=2.0 is invalid: must be in [0, 1]"),
     (["train.batch_size=0"], "train.batch_size=0 is invalid: must be an integer >= 1"),
     (["train.steps=0"], "train.steps=0 is invalid: must be an integer >= 1"),
     (["latent_dim=0"], "latent_dim=0 is invalid: must be an integer >= 1"),
-    (["data=binarized_mnist", "data.dir=/no/such/folder"],
-     "data.dir=/no/such/folder is invalid: no such directory"),
     (["data.binarization=grey"], "data.binarization=grey is invalid: must be one of"),
     (["train.checkpoint_every=-1"], "train.checkpoint_every=-1 is invalid"),
     (["train.keep_checkpoints=0"], "train.keep_checkpoints=0 is invalid: must be an integer >= 1"),
-    (["-m", "beta=1,2", "train.grid_batching=pmap"],
+    (["train.grid_batching=pmap"],
      "train.grid_batching=pmap is invalid: must be one of: auto, vmap, map"),
-    (["-m", "beta=1,-2"], "beta=-2.0 is invalid: must be a finite number >= 0"),
-    (["-m", "train.lr=0.1,inf"], "train.lr=inf is invalid: must be a finite number > 0"),
-    (["-m", "train.steps=10,0"], "train.steps=0 is invalid"),
     (["size=huge"], "size=huge is invalid: must be one of: small, paper, tiny"),
     (["encoder=conv", "size=tiny"], "encoder.size=tiny is invalid: must be one of: small, paper"),
     (["objective=target_rate", "sigma=-3"],
      "sigma=-3.0 is invalid: must be a finite number >= 0"),
     (["marginal=vamp", "marginal.pseudo_inputs=0"],
      "marginal.pseudo_inputs=0 is invalid: must be an integer >= 1"),
-    (["-m", "family=+-+", "marginal.steps=4,0"],
-     "marginal.steps=0 is invalid: must be an integer >= 1"),
+    (["family=+-+", "marginal.steps=0"], "marginal.steps=0 is invalid: must be an integer >= 1"),
     (["encoder=conv", "encoder.channels=[1,2]"],
      "encoder.channels=[1, 2] is invalid: must list 5 widths >= 1, one per layer of appendix F"),
     (["train.lr_hold_steps=5", "train.lr_hold_epochs=1"],
      "train.lr_hold_epochs=1.0 is invalid: give at most one of train.lr_hold_steps and "
      "train.lr_hold_epochs"),
 ]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_value_is_named_in_one_line(args, message, make_cfg):
+    data = [] if any(a.startswith("data=") for a in args) else ["data=synthetic"]
+    with pytest.raises(lifecycle.BAD_INPUT) as error:
+        lifecycle.validate(make_cfg(*data, *args))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value), error.value
 
 
 def _fails_with_one_line(args, message, tmp_path):
@@ -79,10 +86,20 @@ def _fails_with_one_line(args, message, tmp_path):
     assert not out.exists()  # nothing written, not even Hydra's folder
 
 
-@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+COMMAND_BAD = [
+    (["beta=-1"], "beta=-1.0 is invalid: must be a finite number >= 0"),
+    (["-m", "beta=1,-2"], "beta=-2.0 is invalid: must be a finite number >= 0"),
+    (["-m", "train.lr=0.1,inf"], "train.lr=inf is invalid: must be a finite number > 0"),
+    (["-m", "beta=1,2", "train.grid_batching=pmap"],
+     "train.grid_batching=pmap is invalid: must be one of: auto, vmap, map"),
+    (["-m", "family=+-+", "marginal.steps=4,0"],
+     "marginal.steps=0 is invalid: must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("args,message", COMMAND_BAD, ids=[" ".join(a) for a, _ in COMMAND_BAD])
 def test_bad_value_fails_at_start_with_one_line(args, message, tmp_path):
-    data = [] if any(a.startswith("data=") for a in args) else ["data=synthetic"]
-    _fails_with_one_line([*args, *data], message, tmp_path)
+    _fails_with_one_line([*args, "data=synthetic"], message, tmp_path)
 
 
 def test_bad_split_of_real_data_fails_at_start_with_one_line(tfds_dir, tmp_path):
@@ -132,7 +149,7 @@ def test_missing_data_offline_fails_with_one_line(tmp_path):
 
 def test_finished_run_is_never_overwritten(tmp_path):
     out = tmp_path / "run"
-    args = ["data=synthetic", f"hydra.run.dir={out}", *TINY]
+    args = [*SMALL_MODEL, f"hydra.run.dir={out}", *TINY]
     first = rdsweep(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     snapshot = {p: (out / p).read_bytes() for p in ("metrics.json", "train_log.csv",
@@ -192,14 +209,15 @@ def test_experiment_presets_compose(preset, tmp_path):
     assert ("name: omniglot" in p.stdout) == preset.endswith("omniglot")
 
 
+@pytest.mark.slow  # two runs in subprocesses; not a check of bad input
 def test_compilation_cache_is_on_and_outside_the_run_identity(tmp_path):
     cache = tmp_path / "jax-cache"
     out = tmp_path / "run"
-    p = rdsweep("data=synthetic", f"hydra.run.dir={out}", f"compilation_cache_dir={cache}",
+    p = rdsweep(*SMALL_MODEL, f"hydra.run.dir={out}", f"compilation_cache_dir={cache}",
                 *TINY, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert len(os.listdir(cache)) > 0  # the training chunk's compiled program, at least
-    again = rdsweep("data=synthetic", f"hydra.run.dir={out}", "compilation_cache_dir=null",
+    again = rdsweep(*SMALL_MODEL, f"hydra.run.dir={out}", "compilation_cache_dir=null",
                     *TINY, cwd=tmp_path)  # another cache folder is the same run: not run again
     assert again.returncode == 0 and "not run again" in again.stderr, again.stderr
 

@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from helpers import TINY, rdsweep, read
+from helpers import SMALL_MODEL, TINY, rdsweep, read
 from rdsweep import experiment
 from rdsweep.outputs import write_metrics
 
 # Long enough to be killed between checkpoints; every 100 steps a checkpoint.
-RESUMABLE = ["data=synthetic", *TINY, "train.steps=1500", "train.checkpoint_every=100",
+RESUMABLE = [*SMALL_MODEL, *TINY, "train.steps=600", "train.checkpoint_every=100",
              "train.keep_checkpoints=3"]
 
 
@@ -60,7 +60,7 @@ def test_sigkill_then_resume_gives_identical_metrics(reference, tmp_path):
     again = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     resumed = read(out / "metrics.json")
-    assert 200 <= resumed["resumed_from"] < 1500
+    assert 200 <= resumed["resumed_from"] < 600
     _same_results(resumed, read(reference / "metrics.json"))
     assert _curve(out) == _curve(reference)
 
@@ -73,17 +73,18 @@ def _damage(checkpoint):
             f.truncate(os.path.getsize(path) // 2)
 
 
-@pytest.mark.parametrize("damaged,resumed_from", [(1, 1300), (2, 0)], ids=["newest", "all"])
+@pytest.mark.slow  # two more runs
+@pytest.mark.parametrize("damaged,resumed_from", [(1, 400), (2, 0)], ids=["newest", "all"])
 def test_damaged_checkpoints_are_skipped_with_a_warning(damaged, resumed_from, reference,
                                                          tmp_path):
-    """A run stopped after its step-1400 checkpoint, whose newest (or every) checkpoint is
+    """A run stopped after its step-500 checkpoint, whose newest (or every) checkpoint is
     damaged, resumes from the previous good one (or from scratch, with a warning) and still
     ends exactly as the uninterrupted run."""
     out = tmp_path / "run"
     shutil.copytree(reference, out)
     os.remove(out / "metrics.json")
-    shutil.rmtree(out / "checkpoints" / "1500")
-    for step in (1300, 1400)[-damaged:]:
+    shutil.rmtree(out / "checkpoints" / "600")
+    for step in (400, 500)[-damaged:]:
         _damage(out / "checkpoints" / str(step))
 
     again = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
@@ -128,7 +129,7 @@ def test_an_exception_is_recorded_as_a_failed_run(make_cfg, tmp_path, monkeypatc
         raise RuntimeError("evaluation broke\nsecond line")
 
     monkeypatch.setattr(experiment, "evaluate", broken)
-    cfg = make_cfg("data=synthetic", "train.steps=20", "train.log_every=10",
+    cfg = make_cfg(*SMALL_MODEL, "train.steps=20", "train.log_every=10",
                    "train.checkpoint_every=0")
     with pytest.raises(RuntimeError):
         experiment.run(cfg, str(tmp_path))

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from helpers import TINY, rdsweep, read
+from helpers import SMALL_MODEL, TINY, rdsweep, read
 from rdsweep import experiment
 
-GRID = ["data=synthetic", "train.steps=6", "train.log_every=3", "train.checkpoint_every=3",
+GRID = [*SMALL_MODEL, "train.steps=6", "train.log_every=3", "train.checkpoint_every=3",
         "eval.iwae_samples=4", "eval.train_examples=0", "eval.batch_size=500",
         "eval.image_examples=0"]
 
@@ -21,11 +21,12 @@ def _close(a, b, rel):
 
 
 @pytest.mark.parametrize("varied", [
-    ["beta=0.5", "beta=2"],
-    ["seed=0", "seed=3"],
-    ["train.lr=0.001", "train.lr=0.003"],
-    ["objective=target_rate sigma=0", "objective=target_rate sigma=1000"],  # opposite pulls on R
-], ids=["beta", "seed", "lr", "sigma"])
+    pytest.param(["beta=0.5", "beta=2"], id="beta"),
+    pytest.param(["seed=0", "seed=3"], id="seed", marks=pytest.mark.slow),
+    pytest.param(["train.lr=0.001", "train.lr=0.003"], id="lr", marks=pytest.mark.slow),
+    pytest.param(["objective=target_rate sigma=0", "objective=target_rate sigma=1000"],
+                 id="sigma", marks=pytest.mark.slow),  # opposite pulls on R
+])
 def test_grid_and_one_by_one_agree(varied, make_cfg, tmp_path):
     cfgs = [make_cfg(*GRID, *v.split()) for v in varied]
     assert len({experiment.grid_key(c) for c in cfgs}) == 1
@@ -53,6 +54,7 @@ def test_grid_key_separates_structures(make_cfg):
     assert key() != key("decoder=conv")
 
 
+@pytest.mark.slow  # three 4-job sweeps
 def test_grid_launcher_sweep_matches_the_basic_launcher(tmp_path):
     """The same command line with hydra/launcher=grid: same folders, same results."""
     common = ["-m", "beta=0.5,2", "seed=0,1", *TINY, *GRID]

@@ -1,11 +1,12 @@
-"""decoder=linear: its log-density against scipy's Bernoulli, and a run through the command."""
+"""decoder=linear: its log-density against scipy's Bernoulli, and a run."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from helpers import rdsweep, read
+from helpers import SMALL_MODEL, read
+from rdsweep import experiment
 from rdsweep.options.linear import LinearDecoder
 
 
@@ -20,12 +21,11 @@ def test_log_prob_is_the_bernoulli_of_linear_logits():
     np.testing.assert_allclose(decoder.apply(params, z).log_prob(x), want, rtol=1e-5)
 
 
-def test_decoder_linear_runs_from_the_command_line(tmp_path):
-    out = tmp_path / "run"
-    p = rdsweep("decoder=linear", "data=synthetic", "train.steps=200", "train.log_every=100",
-                "eval.train_examples=0", "eval.image_examples=0", f"hydra.run.dir={out}",
-                cwd=tmp_path)
-    assert p.returncode == 0, p.stderr[-2000:]
-    metrics = read(out / "metrics.json")
+def test_decoder_linear_trains_in_a_run(make_cfg, tmp_path):
+    small = [o for o in SMALL_MODEL if not o.startswith("decoder.")]  # linear has no hidden
+    cfg = make_cfg(*small, "decoder=linear", "train.steps=200", "train.log_every=100",
+                   "eval.train_examples=0", "eval.image_examples=0")
+    experiment.run(cfg, str(tmp_path))
+    metrics = read(tmp_path / "metrics.json")
     assert metrics["status"] == "completed" and metrics["family"] == "mlp/linear/gaussian"
     assert np.isfinite(metrics["test"]["elbo"])

@@ -36,6 +36,7 @@ def _table_matches_runs(sweep_dir, expected_runs):
         assert (sweep_dir / "report" / png).stat().st_size > 1000
 
 
+@pytest.mark.slow  # real launchers, 4 processes each
 @pytest.mark.parametrize("launcher", [
     ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
@@ -54,6 +55,7 @@ def test_parallel_launchers_run_every_job_and_report(launcher, tmp_path):
     assert low["rate"] > high["rate"]  # each folder holds its own job's result
 
 
+@pytest.mark.slow  # two 4-job sweeps
 def test_relaunch_runs_only_the_unfinished_jobs(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "beta=0.5,2", "train.lr=0.001,1e30", f"hydra.sweep.dir={sweep_dir}",
@@ -101,6 +103,7 @@ main.main()
 """
 
 
+@pytest.mark.slow  # a 2-job sweep
 def test_an_exception_in_one_run_does_not_stop_the_sweep(tmp_path):
     """The other job still runs, the failed one says so in its metrics.json and the report,
     and the sweep exits 1."""

@@ -7,6 +7,7 @@ import optax
 import pytest
 from hydra.utils import instantiate
 
+from helpers import SMALL_MODEL
 from rdsweep import experiment
 from rdsweep.evaluate import evaluate
 from rdsweep.options.tfds_images import load_split
@@ -65,9 +66,9 @@ def _run(compose, tmp_path, name, *overrides):
 
 
 def test_same_seed_gives_identical_metrics(make_cfg, tmp_path):
-    a = _run(make_cfg, tmp_path, "a", "data=synthetic", "seed=3")
-    b = _run(make_cfg, tmp_path, "b", "data=synthetic", "seed=3")
-    c = _run(make_cfg, tmp_path, "c", "data=synthetic", "seed=4")
+    a = _run(make_cfg, tmp_path, "a", *SMALL_MODEL, "seed=3")
+    b = _run(make_cfg, tmp_path, "b", *SMALL_MODEL, "seed=3")
+    c = _run(make_cfg, tmp_path, "c", *SMALL_MODEL, "seed=4")
     assert a["status"] == "completed" and a["steps"] == 60
     assert a == b
     assert a["test"] != c["test"]
