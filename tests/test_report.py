@@ -363,3 +363,23 @@ def test_completed_with_test_values_not_numbers_is_corrupt(tmp_path, capsys):
     assert row.detail == ("metrics.json is completed with test values that are not numbers: "
                           "rate, elbo")
     assert "warning" in capsys.readouterr().err
+
+
+def test_each_familys_beta_runs_are_joined_in_beta_order(sweep):
+    """The RD plane draws one line per family through its beta runs' (R, D), in beta order, with
+    the seeds of a beta averaged; target-rate runs are points only."""
+    from rdsweep.report.plots import rd_plane_figure
+
+    table = report.collect(str(sweep[0]))
+    lines = {line.get_gid(): line for line in rd_plane_figure(table).axes[0].lines
+             if str(line.get_gid()).startswith("curve:")}
+    done = table[(table.status == "completed") & (table.objective == "beta")]
+    for family, group in done.groupby("family"):
+        means = group.groupby("beta")[["rate", "distortion"]].mean().sort_index()
+        if len(means) < 2:
+            assert f"curve:{family}" not in lines
+            continue
+        x, y = lines[f"curve:{family}"].get_data()
+        np.testing.assert_allclose(x, means.rate)
+        np.testing.assert_allclose(y, means.distortion)
+    assert lines  # the fake sweep has a family with several betas

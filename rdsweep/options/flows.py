@@ -208,11 +208,14 @@ class MeanOnlyARFlow(struct.PyTreeNode):
         return y
 
 
-def _declare_steps(latent_dim: int, steps: int, widths: Tuple[int, ...],
-                   context_dim: int) -> Tuple[Params, ...]:
-    # Called inside a compact method: the MADEs become children made_0 ... made_{steps-1}.
-    return tuple(MADE(hidden=widths, name=f"made_{k}").make_params(latent_dim, context_dim)
-                 for k in range(steps))
+def _declare_steps(module: nn.Module, context_dim: int) -> Tuple[Params, ...]:
+    """The MADE parameters of a flow module's `steps` steps (its `hidden` widths or `size`
+    preset). Called inside a compact method: the MADEs become children made_0 ... made_{k-1}."""
+    if module.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {module.steps}")
+    widths = tuple(preset(module, "hidden"))
+    return tuple(MADE(hidden=widths, name=f"made_{k}").make_params(module.latent_dim, context_dim)
+                 for k in range(module.steps))
 
 
 class IAFFlow(nn.Module):
@@ -228,11 +231,7 @@ class IAFFlow(nn.Module):
 
     @nn.compact
     def __call__(self, context: Optional[jax.Array] = None) -> MeanOnlyARFlow:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        c = 0 if context is None else context.shape[-1]
-        params = _declare_steps(self.latent_dim, self.steps,
-                                tuple(preset(self, "hidden")), c)
+        params = _declare_steps(self, 0 if context is None else context.shape[-1])
         return MeanOnlyARFlow(params=params, dim=self.latent_dim, context=context, sign=1.0)
 
 
@@ -344,10 +343,7 @@ class MAFMarginal(nn.Module):
 
     @nn.compact
     def __call__(self, encoder: Optional[nn.Module] = None) -> MAFDistribution:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        params = _declare_steps(self.latent_dim, self.steps,
-                                tuple(preset(self, "hidden")), 0)
+        params = _declare_steps(self, 0)
         return MAFDistribution(MeanOnlyARFlow(params=params, dim=self.latent_dim, sign=-1.0))
 
 

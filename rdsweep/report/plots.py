@@ -49,11 +49,17 @@ def footer(table: pd.DataFrame) -> str:
 
 
 def _scatter_families(ax: Axes, points: pd.DataFrame, y: str) -> None:
-    """One marker and colour per family (in the legend), each point labelled with its setting."""
+    """One marker and colour per family (in the legend), each point labelled with its setting;
+    a family's beta runs joined in beta order (means over seeds), so its curve shows."""
     colours = matplotlib.colormaps["tab20"]
     for i, (family, group) in enumerate(points.groupby("family", sort=True)):
         ax.scatter(group.rate, group[y], marker=MARKERS[i % len(MARKERS)], color=colours(i % 20),
                    label=family, zorder=3)
+        curve = (group[group.objective == "beta"].groupby("beta")[["rate", y]].mean()
+                 .sort_index())
+        if len(curve) > 1:
+            ax.plot(curve.rate, curve[y], color=colours(i % 20), linewidth=0.8, zorder=2,
+                    gid=f"curve:{family}")
         for row in group.itertuples():
             ax.annotate(setting(row), (row.rate, getattr(row, y)), xytext=(3, 3),
                         textcoords="offset points", fontsize=6)
