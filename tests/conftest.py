@@ -3,6 +3,7 @@
 
 import os
 
+import jax
 import pytest
 from hydra import compose, initialize_config_module
 
@@ -26,9 +27,11 @@ def tfds_dir():
 
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
-    """A cache of decoded arrays for this test session only (subprocesses inherit it)."""
+    """A cache of decoded arrays and compiled programs for this test session only (subprocesses
+    inherit it): tests that build the same program again, in-process too, skip compiling it."""
     path = str(tmp_path_factory.mktemp("rdsweep-cache"))
     os.environ["RDSWEEP_CACHE"] = path
+    jax.config.update("jax_compilation_cache_dir", os.path.join(path, "jax"))
     return path
 
 

@@ -164,6 +164,7 @@ def test_finished_run_is_never_overwritten(tmp_path):
     assert {p: (out / p).read_bytes() for p in snapshot} == snapshot
 
 
+@pytest.mark.slow  # two more processes
 def test_python_dash_m_and_console_script_agree(tmp_path):
     cli = os.path.join(os.path.dirname(sys.executable), "rdsweep")
     a = subprocess.run([cli, "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True)

@@ -79,6 +79,7 @@ def test_grid_launcher_sweep_matches_the_basic_launcher(tmp_path):
     assert (again.stdout + again.stderr).count("finished: skipped") == 4
 
 
+@pytest.mark.slow  # two more grids; kill and resume of one run is test_faults.py's
 def test_grid_resumes_from_the_newest_common_checkpoint(make_cfg, tmp_path):
     """A grid killed between its runs' saves (one run has a newer checkpoint than the other)
     resumes both from the step they share, and ends as the uninterrupted grid did."""

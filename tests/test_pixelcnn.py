@@ -79,6 +79,7 @@ def test_log_prob_equals_numpy_bernoulli(setup):
     np.testing.assert_allclose(np.asarray(got2[0]), expected, rtol=1e-5)
 
 
+@pytest.mark.slow  # 784 network passes per draw
 def test_sequential_sampler_agrees_with_parallel_pass(setup):
     variables, z, _ = setup
     x, log_p, log_p_parallel = _sample(variables, z, jax.random.PRNGKey(3))

@@ -148,6 +148,7 @@ def test_target_rate_recovers_the_clusters(trained):
     assert extras["information_cluster_latent"] > 0.2, extras
 
 
+@pytest.mark.slow  # a 2-job sweep in a subprocess
 def test_cli_sweep_runs_both_models(tmp_path):
     sweep = tmp_path / "sweep"
     p = rdsweep("-m", "experiment=toy", "train.steps=200", "train.lr_hold_steps=100",
