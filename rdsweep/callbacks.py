@@ -11,6 +11,7 @@ finish.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -24,11 +25,28 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra.errors import HydraException
+
 from rdsweep import sweep
-from rdsweep.lifecycle import BAD_INPUT, FINISHED, fail, finished_here, validate
-from rdsweep.outputs import read_metrics
+from rdsweep.hydra_adapter import BASIC_SWEEPER, compose_job, split_sweep
+from rdsweep.lifecycle import (BAD_INPUT, FINISHED, Status, claim, fail, finished_here,
+                               recorded_status, validate)
 
 log = logging.getLogger(__name__)
+
+
+def _one_line(e: Exception) -> str:
+    """Hydra's or OmegaConf's error in one line: its first paragraph's unindented lines, and
+    the options it lists as available."""
+    paragraphs = str(e).strip().split("\n\n")
+    lines = [line.strip() for line in paragraphs[0].splitlines() if line[:1] != " "]
+    if e.__cause__ is not None:  # e.g. OmegaConf's "Key 'hidden' not in 'ToyEncoderConfig'"
+        lines.append(str(e.__cause__).strip().splitlines()[0])
+    listed = [p.splitlines() for p in paragraphs if p.startswith("Available options")]
+    options = list(itertools.takewhile(lambda line: line[:1] == "\t", listed[0][1:] if listed
+                                       else []))
+    options = [option.strip() for option in options]
+    return "; ".join(lines) + (f"; valid: {', '.join(options)}" if options else "")
 
 
 class ValidateConfig(Callback):
@@ -37,18 +55,27 @@ class ValidateConfig(Callback):
             validate(config)
             run_dir = OmegaConf.select(config, "hydra.run.dir")
             if finished_here(run_dir, config):
+                if recorded_status(run_dir) == Status.DIVERGED:
+                    fail(f"{run_dir} holds this run, diverged (see its metrics.json); not run "
+                         "again: change the config (e.g. a lower train.lr) and the folder", 1)
                 print(f"rdsweep: {run_dir} already holds this run, finished; not run again",
                       file=sys.stderr)
                 sys.exit(0)
+            claim(run_dir)  # held until the process ends; nothing was written before it
         except BAD_INPUT as e:
             fail(str(e))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Checks the base config with each swept value of each key, one key at a time: the
-        command line's sweeps and those of hydra.sweeper.params (an experiment's grid)."""
+        """Checks every job before anything is written: with the basic sweeper each job's
+        composed config; with another sweeper, the base config with each swept value of each
+        key, one key at a time (the command line's sweeps and hydra.sweeper.params')."""
         overrides = OverridesParser.create().parse_overrides(sweep.sweep_lines(config))
         try:
             validate(config)
+            if config.hydra.sweeper._target_ == BASIC_SWEEPER:
+                for job in split_sweep(sweep.sweep_lines(config)):
+                    validate(compose_job(config, job))
+                overrides = []
             for override in overrides:
                 key = override.key_or_group
                 if override.is_sweep_override() and not isinstance(OmegaConf.select(config, key),
@@ -60,9 +87,13 @@ class ValidateConfig(Callback):
                         validate(trial)
         except BAD_INPUT as e:
             fail(str(e))
-        except OmegaConfBaseException as e:
-            fail(str(e).splitlines()[0])
-        sweep.write_plan(config.hydra.sweep.dir, sweep.planned_jobs(config))
+        except (OmegaConfBaseException, HydraException) as e:
+            fail(_one_line(e))
+        try:
+            sweep.write_plan(config.hydra.sweep.dir, sweep.planned_jobs(config))
+        except OSError as e:
+            fail(f"hydra.sweep.dir={config.hydra.sweep.dir} cannot be written ({e.strerror}): "
+                 "choose a folder you can write")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -77,8 +108,8 @@ class ValidateConfig(Callback):
         except Exception:  # the runs' own outputs are what matters; the report can be redone
             log.exception("the sweep's report failed; run: rdsweep-report %s", sweep_dir)
         jobs = sweep.read_plan(sweep_dir)
-        unfinished = [job["subdir"] for job in jobs if (read_metrics(
-            os.path.join(sweep_dir, job["subdir"])) or {}).get("status") not in FINISHED]
+        unfinished = [job["subdir"] for job in jobs
+                      if recorded_status(os.path.join(sweep_dir, job["subdir"])) not in FINISHED]
         if unfinished:
             fail_line = (f"{len(unfinished)} of {len(jobs)} runs did not finish "
                          f"(e.g. {unfinished[0]}); see {sweep_dir}/report/results.csv")

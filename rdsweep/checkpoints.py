@@ -7,10 +7,16 @@ the same final state as an uninterrupted one. A checkpoint that cannot be read (
 corrupt) is deleted with a warning and the next older one is tried; none left means a restart
 from step 0. Orbax writes each checkpoint into a temporary folder and renames it when complete,
 so a kill during a save leaves no half checkpoint behind.
+
+Each saved checkpoint gets a sha256 of its files (`<step>/rdsweep.sha256`), checked before it is
+restored: one whose bytes changed (flipped bits of the same size too) is deleted with a warning
+like an unreadable one, so a run never resumes from damaged weights. A checkpoint without the
+file (written before hashes were recorded) is restored as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -19,12 +25,41 @@ from typing import Any, Dict, List, Optional, Tuple
 import jax
 import orbax.checkpoint as ocp
 
+from rdsweep.fileio import atomic_write
 from rdsweep.option import ConfigError
 from rdsweep.outputs import CHECKPOINTS
 
 log = logging.getLogger(__name__)
 
 Rows = List[Dict[str, float]]
+DIGEST = "rdsweep.sha256"
+
+
+def content_hash(folder: str) -> str:
+    """sha256 over the names and bytes of every file under folder (DIGEST itself aside)."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if name == DIGEST and root == folder:
+                continue
+            digest.update(os.path.relpath(path, folder).encode() + b"\0")
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_problem(folder: str) -> Optional[str]:
+    """Why folder's files do not match the hash recorded at save, None if they do or if no
+    hash was recorded (a checkpoint of the code before hashes)."""
+    try:
+        with open(os.path.join(folder, DIGEST)) as f:
+            recorded = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return None if content_hash(folder) == recorded else "its files do not match their sha256"
 
 
 class RunCheckpoints:
@@ -58,12 +93,15 @@ class RunCheckpoints:
         steps = [s for s in self.manager.all_steps() if max_step is None or s <= max_step]
         for step in sorted(steps, reverse=True):
             try:
-                item = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract), log=ocp.args.JsonRestore()))
+                problem = hash_problem(os.path.join(self.directory, str(step)))
+                if problem is None:
+                    item = self.manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract), log=ocp.args.JsonRestore()))
             except Exception as e:  # orbax and tensorstore raise many kinds on damaged files
-                log.warning("checkpoint at step %d in %s is unreadable (%s: %s): deleted; "
-                            "trying an older one", step, self.directory, type(e).__name__,
-                            str(e).splitlines()[0] if str(e) else "")
+                problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if problem is not None:
+                log.warning("checkpoint at step %d in %s is unreadable (%s): deleted; trying "
+                            "an older one", step, self.directory, problem[:200])
                 shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
                 self.manager.reload()
                 damaged = True
@@ -99,6 +137,9 @@ class RunCheckpoints:
             state=ocp.args.StandardSave(state),
             log=ocp.args.JsonSave({"config_hash": self.config_hash, "rows": rows})))
         self.manager.wait_until_finished()
+        folder = os.path.join(self.directory, str(step))
+        digest = content_hash(folder)  # before atomic_write puts its temporary file there
+        atomic_write(os.path.join(folder, DIGEST), lambda f: f.write(digest))
         self.last_saved = step
 
     def close(self) -> None:

@@ -59,6 +59,11 @@ class ObjectiveConfig(PartConfig):
 
 
 @dataclass
+class TrackerConfig(PartConfig):
+    """Where a run's results are reported besides its folder (rdsweep/options/trackers.py)."""
+
+
+@dataclass
 class TrainConfig:
     steps: int = 6000
     epochs: Optional[float] = None  # if set: steps = ceil(epochs * train examples / batch_size)
@@ -118,6 +123,7 @@ class Config:
     decoder: DecoderConfig = MISSING
     marginal: MarginalConfig = MISSING
     objective: ObjectiveConfig = MISSING
+    tracker: TrackerConfig = MISSING  # where results are reported, not what a run is
     seed: int = 0
     latent_dim: int = 64
     size: str = "small"  # network presets, e.g. small (CPU-sized) or paper (appendix F)
@@ -146,9 +152,10 @@ def job_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(OmegaConf.to_container(job, resolve=True))
 
 
-# Where data and caches are found, not what a run is: not part of its identity.
+# Where data and caches are found and results reported, not what a run is: not part of its
+# identity.
 _LOCATION_KEYS = ("dir", "download", "cache_dir")
-_TOP_LOCATION_KEYS = ("compilation_cache_dir",)
+_TOP_LOCATION_KEYS = ("compilation_cache_dir", "tracker")
 
 
 def config_hash(cfg: DictConfig) -> str:

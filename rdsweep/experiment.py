@@ -19,12 +19,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
-from rdsweep import registry
+from rdsweep import preemption, registry
 from rdsweep.checkpoints import RunCheckpoints
 from rdsweep.data import DataSource, Split, prepare_batch
 from rdsweep.evaluate import evaluate
 from rdsweep.images import save_images
-from rdsweep.lifecycle import Status
+from rdsweep.lifecycle import Status, error_line
 from rdsweep.models import VAE
 from rdsweep.option import ConfigError
 from rdsweep.outputs import IMAGES, RunLog, write_metrics, write_train_log
@@ -64,19 +64,22 @@ def run_grid(cfgs: Sequence[DictConfig], run_dirs: Sequence[str]) -> List[Dict[s
     each run's metrics."""
     start = time.perf_counter()
     metrics = [describe(cfg) for cfg in cfgs]
+    trackers = [instantiate(c.tracker, run_dir=d) for c, d in zip(cfgs, run_dirs)]
     try:
-        results = _train_and_evaluate(cfgs, run_dirs, [m["config_hash"] for m in metrics])
+        results = _train_and_evaluate(cfgs, run_dirs, [m["config_hash"] for m in metrics],
+                                      trackers)
     except ConfigError:
         raise  # a folder belongs to another config: write nothing into it
     except Exception as e:  # training failed: every run of the grid failed
         results = [_failed(e)] * len(cfgs)
     errors = [r.pop("exception") for r in results if "exception" in r]
-    for m, result, run_dir in zip(metrics, results, run_dirs):
+    for m, result, run_dir, tracker in zip(metrics, results, run_dirs, trackers):
         m.update(result, seconds=time.perf_counter() - start)
         try:  # one run's full disk must not cost the others their metrics.json
             write_metrics(run_dir, m)
         except OSError as e:
             errors.append(e)
+        tracker.finish(m)
     if errors:
         raise errors[0]
     return metrics
@@ -84,7 +87,7 @@ def run_grid(cfgs: Sequence[DictConfig], run_dirs: Sequence[str]) -> List[Dict[s
 
 def _failed(e: Exception) -> Dict[str, Any]:
     """A failed run's metrics (and the exception, raised once all metrics are written)."""
-    return {"status": Status.FAILED, "error": f"{type(e).__name__}: {e}".splitlines()[0],
+    return {"status": Status.FAILED, "error": error_line(e),
             "exception": e}
 
 
@@ -126,8 +129,9 @@ def _restore(checkpoints: List[RunCheckpoints], states: List[Any]) -> Tuple[List
 
 
 def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
-                        hashes: Sequence[str]) -> List[Dict[str, Any]]:
-    """The body of `run_grid`: returns each run's metrics to add to metrics.json."""
+                        hashes: Sequence[str], trackers: Sequence[Any]) -> List[Dict[str, Any]]:
+    """The body of `run_grid`: returns each run's metrics to add to metrics.json (and
+    reports each run's scalars to its tracker)."""
     start = time.perf_counter()
     cfg = cfgs[0]  # the shared structure
     source: DataSource = instantiate(cfg.data)
@@ -149,8 +153,10 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     step = make_train_step(cfg.train.batch_size, cfg.data.binarization)
     diverged: List[Optional[Dict[str, Any]]] = [None] * len(cfgs)
     with contextlib.ExitStack() as exits:
-        run_logs = [exits.enter_context(RunLog(d, steps, resumed_from, cfg.train.tensorboard))
-                    for d in run_dirs]
+        run_logs = [exits.enter_context(RunLog(d, steps, resumed_from, cfg.train.tensorboard,
+                                               tracker, restored))
+                    for d, tracker, restored in zip(run_dirs, trackers, rows)]
+        preempted = exits.enter_context(preemption.deferred(cfg.train.log_every))
         for state, new_rows in train(state, step, jax.device_put(train_split.images), steps,
                                      cfg.train.log_every, examples_per_step(cfg.train, n_train),
                                      grid_batching(cfg.train.grid_batching),
@@ -171,8 +177,15 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
                 checkpoints[i].save(unstack(state, i), rows[i], final=row["step"] == steps)
             if None not in diverged:
                 break
+            if preempted.requested:  # SLURM's time-out or preemption: save now, then requeue
+                for i, c in enumerate(checkpoints):
+                    if diverged[i] is None:
+                        c.save(unstack(state, i), rows[i], final=True)
+                break
+            preempted.chunk_done()
         for c in checkpoints:
             c.close()
+        preempted.release()  # requeues and exits if the signal came (evaluation comes after)
         train_seconds = time.perf_counter() - start
 
         results = []

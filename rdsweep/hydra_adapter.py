@@ -24,3 +24,11 @@ def override_dirname(job: Sequence[str], exclude_keys: Sequence[str], item_sep: 
     parser = OverridesParser.create()
     return get_overrides_dirname(parser.parse_overrides(list(job)), list(exclude_keys), item_sep,
                                  kv_sep)
+
+
+def compose_job(master_config, job: Sequence[str]):
+    """A sweep job's full config, composed as the launchers compose it (raises Hydra's error
+    for an override that cannot compose, e.g. an unknown option)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    return GlobalHydra.instance().config_loader().load_sweep_config(master_config, list(job))

@@ -34,10 +34,15 @@ def _samples(apply_fn, params, x, key):
 def save_images(path: str, apply_fn, params, x: jax.Array, key: jax.Array) -> None:
     """Writes a PNG: row 1 the inputs x (n, *image), row 2 their reconstructions
     (z ~ e(z|x), x' ~ d(x|z)), row 3 n samples (z ~ m(z), x ~ d(x|z)); scaled up 3x."""
+    recon, samples = _samples(apply_fn, params, x, key)
+    save_picture(path, [x, recon, samples])
+
+
+def save_picture(path: str, rows) -> None:
+    """Writes rows of images (see `tile`) as one PNG, scaled up 3x, atomically."""
     from PIL import Image
 
-    recon, samples = _samples(apply_fn, params, x, key)
-    picture = Image.fromarray(tile([x, recon, samples]))
+    picture = Image.fromarray(tile(rows))
     picture = picture.resize((picture.width * 3, picture.height * 3), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")

@@ -19,12 +19,21 @@ from hydra_plugins.rdsweep_grid_launcher.grid_launcher import GridLauncher
 from rdsweep import experiment, lifecycle, registry, sweep
 
 log = logging.getLogger(__name__)
+# A log file on a full disk must not print a traceback for each record: main.log is best effort.
+logging.raiseExceptions = False
 
 
 registry.register()
 # Editable installs hide namespace plugins from Hydra 1.3's plugin scan (hydra issue #3252):
-# register rdsweep's own launcher (hydra/launcher=grid) explicitly.
+# register rdsweep's own launchers (hydra/launcher=grid, and slurm with its extra) explicitly.
 Plugins.instance().register(GridLauncher)
+try:
+    from hydra_plugins.rdsweep_slurm_launcher.slurm_launcher import SlurmLauncher
+except ModuleNotFoundError as e:  # without the slurm extra, hydra/launcher=slurm is not there
+    if not (e.name or "").startswith("hydra_plugins.hydra_submitit_launcher"):
+        raise
+else:
+    Plugins.instance().register(SlurmLauncher)
 OmegaConf.register_new_resolver("rdsweep_slug", sweep.run_slug, replace=True)
 OmegaConf.register_new_resolver("rdsweep_xla_flags", sweep.xla_flags, replace=True)
 OmegaConf.register_new_resolver("rdsweep_gpu_memory", sweep.gpu_memory_fraction, replace=True)
@@ -38,16 +47,25 @@ def app(cfg: DictConfig) -> float:
         return float("nan")
     single = HydraConfig.get().mode == RunMode.RUN
     try:
-        return experiment.run(cfg, run_dir).get("test", {}).get("elbo", float("nan"))
+        metrics = experiment.run(cfg, run_dir)
+        if single and metrics["status"] == lifecycle.Status.DIVERGED:
+            lifecycle.fail(f"the run diverged at step {metrics['steps']} "
+                           f"({', '.join(metrics['non_finite'])} not finite; see "
+                           f"{run_dir}/metrics.json): try a lower train.lr", 1)
+        return metrics.get("test", {}).get("elbo", float("nan"))
     except lifecycle.BAD_INPUT as e:  # e.g. the folder holds checkpoints of another config
         if single:
             lifecycle.fail(str(e))
         log.error("%s", e)
-    except Exception:
-        if single:
-            raise
-        # metrics.json says "failed"; the sweep goes on and its end reports the failure
+    except Exception as e:
+        # metrics.json says "failed" (if the disk let it be written); the traceback goes to
+        # main.log, and a sweep goes on: its end reports the failure
         log.exception("run failed")
+        if single:
+            lifecycle.fail(f"the run failed ({lifecycle.error_line(e)}); the traceback is in "
+                           f"{run_dir}/main.log", 1)
+    finally:
+        lifecycle.release(run_dir)
     return float("nan")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tqdm.auto import tqdm
 
@@ -55,6 +55,11 @@ def write_train_log(run_dir: str, rows: List[Dict[str, float]]) -> None:
     atomic_write(os.path.join(run_dir, TRAIN_LOG), write)
 
 
+def _train_scalars(row: Dict[str, float]) -> Dict[str, float]:
+    return {f"train/{key}": row[key]
+            for key in ("loss", "rate", "distortion", "elbo", "images_per_s")}
+
+
 class RunLog:
     """A run's live outputs besides the CSV: TensorBoard scalars under `<run_dir>/tensorboard`
     and a progress bar over the training steps (shown only when stderr is a terminal).
@@ -62,9 +67,13 @@ class RunLog:
     A run resumed from its checkpoint at step S purges the events after S, which the killed
     process may have written already (those up to S it wrote before saving), so each step
     appears once.
+
+    Every scalar also goes to the run's `tracker` (rdsweep.options.trackers), if given: it
+    starts here and gets the rows before S first (`rows`, restored from the checkpoint).
     """
 
-    def __init__(self, run_dir: str, steps: int, start_step: int, tensorboard: bool = True):
+    def __init__(self, run_dir: str, steps: int, start_step: int, tensorboard: bool = True,
+                 tracker: Any = None, rows: Sequence[Dict[str, float]] = ()):
         self.writer = None
         if tensorboard:
             # Imported only when used: tensorboardX imports torch whenever torch is installed.
@@ -74,20 +83,30 @@ class RunLog:
                                         purge_step=start_step + 1)
         self.bar = tqdm(total=steps, initial=start_step, unit="step", disable=None,
                         dynamic_ncols=True)
+        self.tracker = tracker
+        if tracker:
+            tracker.start()
+            for row in rows:
+                tracker.scalars(_train_scalars(row), row["step"])
 
     def train(self, row: Dict[str, float]) -> None:
         """One log row of `rdsweep.train.train` (its step, means in nats, images/s)."""
         self.bar.update(row["step"] - self.bar.n)
         self.bar.set_postfix(R=f"{row['rate']:.2f}", D=f"{row['distortion']:.2f}")
-        if self.writer:
-            for key in ("loss", "rate", "distortion", "elbo", "images_per_s"):
-                self.writer.add_scalar(f"train/{key}", row[key], row["step"])
+        self._scalars(_train_scalars(row), row["step"])
 
     def test(self, results: Dict[str, Any], step: int) -> None:
         """The test-set bounds of `rdsweep.evaluate.evaluate`, at the final step."""
+        self._scalars({f"test/{key}": results[key] for key in ("rate", "distortion", "elbo",
+                                                                "iwae")}, step)
+
+    def _scalars(self, values: Dict[str, float], step: int) -> None:
+        """The one path of every scalar: TensorBoard and the tracker."""
         if self.writer:
-            for key in ("rate", "distortion", "elbo", "iwae"):
-                self.writer.add_scalar(f"test/{key}", results[key], step)
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+        if self.tracker:
+            self.tracker.scalars(values, step)
 
     def __enter__(self) -> "RunLog":
         return self

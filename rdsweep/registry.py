@@ -18,7 +18,7 @@ from rdsweep import options as options_package
 from rdsweep.config import Config
 from rdsweep.option import ConfigError, Option, one_of
 
-GROUPS = ("data", "encoder", "decoder", "marginal", "objective")
+GROUPS = ("data", "encoder", "decoder", "marginal", "objective", "tracker")
 PARTS = families.PARTS  # the groups of the paper's family code
 
 

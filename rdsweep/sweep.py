@@ -18,8 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rdsweep.fileio import atomic_write
 from rdsweep.hydra_adapter import BASIC_SWEEPER, override_dirname, split_sweep
-from rdsweep.lifecycle import FINISHED, Status
-from rdsweep.outputs import read_metrics
+from rdsweep.lifecycle import FINISHED, Status, recorded_status
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +72,7 @@ def write_plan(sweep_dir: str, jobs: List[Dict]) -> None:
 def progress(sweep_dir: str) -> str:
     """'k/N runs finished (c completed, d diverged)[, f failed]' over the plan's jobs."""
     jobs = read_plan(sweep_dir)
-    statuses = [(read_metrics(os.path.join(sweep_dir, job["subdir"])) or {}).get("status")
-                for job in jobs]
+    statuses = [recorded_status(os.path.join(sweep_dir, job["subdir"])) for job in jobs]
     counts = {str(s): statuses.count(s) for s in FINISHED}
     detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     text = f"{sum(counts.values())}/{len(jobs)} runs finished" + (f" ({detail})" if detail else "")

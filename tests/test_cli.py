@@ -186,14 +186,15 @@ def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsy
         cfg = compose("config", overrides=["experiment=paper_mnist", f"data.dir={tfds_dir}",
                                            f"hydra.sweep.dir={tmp_path}"],
                       return_hydra_config=True)
-    ValidateConfig().on_multirun_start(cfg)  # the preset's own grid is valid
+        ValidateConfig().on_multirun_start(cfg)  # the preset's own grid is valid (every job)
     grid = cfg.hydra.sweeper.params
     jobs = read(tmp_path / "sweep_plan.json")["jobs"]  # every job of the grid, with its folder
     assert len(jobs) == len(grid.family.split(",")) * len(grid.beta.split(",")) == 12 * 14
     assert "beta=0.1,experiment=paper_mnist,family=-+v" in {job["subdir"] for job in jobs}
     with open_dict(cfg):
         cfg.hydra.sweeper.params.beta = "0.1,-1"
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit) as exit_info, initialize_config_module(
+            config_module="rdsweep.conf", version_base="1.3"):
         ValidateConfig().on_multirun_start(cfg)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == ("rdsweep: error: beta=-1.0 is invalid: must be a finite "

@@ -30,7 +30,10 @@ def test_binarized_mnist_test_split_is_static_binary(data_cfg):
 def test_second_load_reads_the_cache_not_tfds(data_cfg, tmp_path, monkeypatch):
     cfg = data_cfg()
     first = load_split("validation", cfg)
-    assert os.listdir(tmp_path / "cache") == ["binarized_mnist-1.0.0-validation-28x28x1-none.npy"]
+    entry, digest = sorted(os.listdir(tmp_path / "cache"))
+    assert entry.startswith("binarized_mnist-1.0.0-validation-28x28x1-none-")
+    assert entry.endswith(".npy") and digest == entry + ".sha256"
+    tfds_images._decoded.clear()  # read it from disk, as a new process would
 
     def no_decode(_):
         raise AssertionError("decoded again")

@@ -16,7 +16,8 @@ from rdsweep.option import ConfigError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL = [(g, n) for g, table in registry.options().items() for n in table]
 # What an option needs beside it to compose and pass (its requirements and data shape).
-NEEDS = {"toy": ["experiment=toy"], "categorical": ["experiment=toy"]}
+NEEDS = {"toy": ["experiment=toy"], "categorical": ["experiment=toy"],
+         "mlflow": ["data=synthetic", "tracker.uri=sqlite:///mlflow.db"]}
 
 
 @pytest.mark.parametrize("group,name", ALL, ids=[f"{g}={n}" for g, n in ALL])

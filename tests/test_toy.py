@@ -176,7 +176,7 @@ BAD = [
     (["data.cluster_prob=1.5"], "data.cluster_prob=1.5 is invalid: must be in (0, 1)"),
     (["data.cluster_scale=0"], "data.cluster_scale=0.0 is invalid: must be a finite number > 0"),
     (["data.range=[5,-5]"],
-     "data.range=[5.0, -5.0] is invalid: must be [low, high] with low < high"),
+     "data.range=[5.0, -5.0] is invalid: must be [low, high], finite, with low < high"),
     (["data.information=0.62"], "data.information=0.62 is invalid: must be in (0, 0.6109) nats"),
     (["eval.image_examples=3"], "eval.image_examples=3 is invalid: must be 0 for data=toy"),
     (["marginal=gaussian"], "marginal=gaussian is invalid with encoder=toy: encoder=toy needs "

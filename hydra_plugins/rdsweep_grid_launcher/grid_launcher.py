@@ -90,6 +90,8 @@ class GridLauncher(Launcher):
                                     [job["run_dir"] for job in group])
             except Exception:  # recorded as failed in the runs' metrics.json; go on
                 log.exception("a grid failed")
+            for job in group:
+                lifecycle.release(job["run_dir"])
             sweep_dir = str(self.config.hydra.sweep.dir)
             log.info("sweep %s: %s", sweep_dir, sweep.progress(sweep_dir))
         return returns

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rdsweep.config import ObjectiveConfig
-from rdsweep.option import Option
+from rdsweep.option import Option, at_least
 
 
 def warmup(step: jax.Array, warmup_steps: int) -> jax.Array:
@@ -51,11 +51,19 @@ class BetaObjectiveConfig(ObjectiveConfig):
     _target_: str = f"{__name__}.BetaObjective"
     beta: float = "${beta}"  # type: ignore[assignment]  # the top-level sweep key
 
+    def check(self, key: str) -> None:
+        super().check(key)
+        at_least(f"{key}.beta", self.beta, 0, integer=False)
+
 
 @dataclass
 class TargetRateObjectiveConfig(ObjectiveConfig):
     _target_: str = f"{__name__}.TargetRateObjective"
     sigma: float = "${sigma}"  # type: ignore[assignment]  # the top-level sweep key
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        at_least(f"{key}.sigma", self.sigma, 0, integer=False)
 
 
 OPTIONS = [

@@ -2,18 +2,26 @@
 uint8 arrays and cached.
 
 A split is read with `tfds.data_source` (random access, no TensorFlow needed), decoded into one
-(N, H, W, C) uint8 array and cached as .npy under `data.cache_dir`, keyed by the dataset's tfds
-name, version and split, so that later runs skip decoding. Batches are drawn and binarized on the
-device by `rdsweep.data.prepare_batch`.
+(N, H, W, C) uint8 array and cached as .npy under `data.cache_dir`, so that later runs skip
+decoding. A cache entry is keyed by the dataset's tfds name, version, split and preprocessing,
+and by the identity of the prepared files it came from (their folder, names, sizes and
+modification times): data.dir pointing at another copy, or files prepared again, make a new
+entry. Each entry has a sha256 beside it (`<entry>.sha256`), checked before use; a damaged entry
+is decoded again, with one warning. The start-up checks decode (or verify) both splits, so
+damaged prepared files stop a run with one line before its folder exists. Batches are drawn and
+binarized on the device by `rdsweep.data.prepare_batch`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -53,6 +61,19 @@ def _open(name: str, split: str, directory: str, download: bool):
         raise _not_prepared(name, directory) from None
     except ValueError as e:  # an unknown split
         raise DataError(f"dataset '{name}': {e}") from None
+    except Exception as e:  # a garbage dataset_info.json, ...: tfds raises many kinds
+        raise _damaged(f"dataset '{name}'", directory, e) from None
+
+
+class DamagedData(DataError):
+    """Prepared files that tfds cannot read."""
+
+
+def _damaged(what: str, where: str, e: Exception) -> DamagedData:
+    return DamagedData(
+        f"{what} in {where} cannot be read ({type(e).__name__}: "
+        f"{(str(e).splitlines() or [''])[0][:160]}): its prepared files are damaged; prepare it "
+        "again (data.download=true) or set data.dir to a good copy")
 
 
 def _decode(source) -> np.ndarray:
@@ -93,26 +114,80 @@ def preprocess(raw: np.ndarray, data_cfg) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _files_identity(folder: str) -> str:
+    """A short hash of a prepared dataset's folder: its path and its files' names, sizes and
+    modification times (changed by a new copy or a new preparation, not by reading)."""
+    files = sorted(os.listdir(folder))
+    stats = [(f, os.stat(os.path.join(folder, f)).st_size,
+              os.stat(os.path.join(folder, f)).st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps([folder, stats]).encode()).hexdigest()[:12]
+
+
+def _read_cached(path: str) -> Optional[np.ndarray]:
+    """The cache entry at path if it matches its recorded sha256; None (with one warning if
+    it was damaged) otherwise."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path + ".sha256") as f:
+            recorded = f.read().strip()
+        if hashlib.sha256(data).hexdigest() != recorded:
+            raise ValueError("its bytes do not match its sha256")
+        return np.load(io.BytesIO(data))
+    except (OSError, ValueError) as e:
+        log.warning("the cached array %s is damaged (%s): decoding it again", path, e)
+        return None
+
+
+def _write_cached(path: str, images: np.ndarray) -> None:
+    """A cache entry and its sha256 (written last: an entry without one is rebuilt)."""
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    data = buffer.getvalue()
+    atomic_write(path, lambda f: f.write(data), binary=True)
+    atomic_write(path + ".sha256", lambda f: f.write(hashlib.sha256(data).hexdigest()))
+
+
+_decoded: Dict[str, np.ndarray] = {}  # cache entries read (and verified) by this process
+
+
+def decoded_split(split: str, data_cfg) -> np.ndarray:
+    """One split's preprocessed images, (N, *image_shape) uint8 grey levels 0..255: from the
+    cache if its entry is good, else decoded from the prepared files (DataError naming the
+    dataset and folder if they are damaged) and cached."""
+    directory = data_dir(data_cfg.dir)
+    name = data_cfg.name
+    source = _open(name, split, directory, data_cfg.download)
+    version = source.dataset_info.version
+    folder = str(source.dataset_info.data_dir)
+    shape = "x".join(map(str, data_cfg.image_shape))
+    key = (f"{name}-{version}-{split}-{shape}-{data_cfg.resize}"
+           f"{'-inverted' if data_cfg.invert else ''}-{_files_identity(folder)}")
+    path = os.path.join(os.path.expanduser(data_cfg.cache_dir), key + ".npy")
+    if path not in _decoded:
+        images = _read_cached(path)
+        if images is None:
+            log.info("decoding %s/%s split %s from %s (once; cached at %s)", name, version,
+                     split, folder, path)
+            try:
+                raw = _decode(source)
+            except Exception as e:  # truncated or flipped record files: many kinds
+                raise _damaged(f"dataset '{name}' split '{split}'", folder, e) from None
+            images = preprocess(raw, data_cfg)
+            _write_cached(path, images)
+        _decoded[path] = images
+    return _decoded[path]
+
+
 def load_split(split: str, data_cfg) -> np.ndarray:
     """All images of one split as (N, *image_shape) uint8 grey levels: 0/255 after static
     binarization (one fixed Bernoulli draw, seeded by data.static_seed and the split; data that is
     already binary stays as it is), 0..255 for dynamic binarization.
     """
-    directory = data_dir(data_cfg.dir)
-    _check_available(data_cfg)  # first: tfds' own message misleads here
-    name = data_cfg.name
-    source = _open(name, split, directory, data_cfg.download)
-    version = source.dataset_info.version
-    shape = "x".join(map(str, data_cfg.image_shape))
-    key = f"{name}-{version}-{split}-{shape}-{data_cfg.resize}{'-inverted' if data_cfg.invert else ''}"
-    path = os.path.join(os.path.expanduser(data_cfg.cache_dir), key + ".npy")
-    if os.path.exists(path):
-        images = np.load(path)
-    else:
-        log.info("decoding %s/%s split %s from %s (once; cached at %s)", name, version, split,
-                 directory, path)
-        images = preprocess(_decode(source), data_cfg)
-        atomic_write(path, lambda f: np.save(f, images), binary=True)
+    _check_prepared(data_cfg)  # first: tfds' own message misleads here
+    images = decoded_split(split, data_cfg)
     if data_cfg.binarization == "static":
         rng = np.random.default_rng([data_cfg.static_seed, zlib.crc32(split.encode())])
         images = np.where(rng.random(images.shape, np.float32) * 255.0 < images, 255, 0)
@@ -120,7 +195,7 @@ def load_split(split: str, data_cfg) -> np.ndarray:
     return images
 
 
-def _check_available(data_cfg) -> None:
+def _check_prepared(data_cfg) -> None:
     """DataError if the data cannot be there (offline and not prepared) or a split is not one
     of the dataset's."""
     directory = data_dir(data_cfg.dir)
@@ -131,8 +206,19 @@ def _check_available(data_cfg) -> None:
     for key in ("train_split", "test_split"):
         try:
             _open(data_cfg.name, getattr(data_cfg, key), directory, False)
+        except DamagedData:
+            raise
         except DataError as e:
             raise DataError(f"data.{key}={getattr(data_cfg, key)} is invalid: {e}") from None
+
+
+def _check_available(data_cfg) -> None:
+    """_check_prepared, then both splits decoded (or their cache entries verified): damaged
+    prepared files are a DataError here, at start-up."""
+    _check_prepared(data_cfg)
+    if not data_cfg.download:
+        for split in (data_cfg.train_split, data_cfg.test_split):
+            decoded_split(split, data_cfg)
 
 
 @dataclass

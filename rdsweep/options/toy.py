@@ -187,8 +187,9 @@ class ToySource(DataSource):
                 "must be in (0, 1)")
         require(self.cluster_scale > 0 and math.isfinite(self.cluster_scale),
                 f"{key}.cluster_scale", self.cluster_scale, "must be a finite number > 0")
-        require(len(self.range) == 2 and self.range[0] < self.range[1], f"{key}.range",
-                self.range, "must be [low, high] with low < high")
+        require(len(self.range) == 2 and self.range[0] < self.range[1]
+                and all(math.isfinite(v) for v in self.range), f"{key}.range",
+                self.range, "must be [low, high], finite, with low < high")
         top = widest(self).information
         require(0 < self.information < top, f"{key}.information", self.information,
                 f"must be in (0, {top:.4f}) nats, below I(x; z*) at the widest separation (the "

@@ -8,7 +8,9 @@ sigma), rd_plane.png (D against R), skew.png (-ELBO against R), images.png
 (the inputs, reconstructions and samples of a few runs) and, with --compare, the paper's beta = 1
 numbers next to ours. Runs that are not completed are never dropped silently: they are rows of
 the table and are counted under each plot. SWEEP_DIR may also be one run's folder (it holds
-metrics.json or .hydra/): the report is then of that run.
+metrics.json or .hydra/): the report is then of that run. With --eval NAME, the test metrics are
+those of each run's re-evaluation eval/NAME.json (rdsweep-eval), and the report goes to
+SWEEP_DIR/report/eval=NAME/.
 
 Modules: collect (runs -> the results table), tables (families.md, the comparison, markdown),
 plots (the figures), cli (the command, and writing the report).

@@ -42,18 +42,19 @@ def _check_image_runs(table: pd.DataFrame, sweep_dir: str, runs: Sequence[str]) 
 
 
 def build_report(sweep_dir: str, compare: Optional[str] = None,
-                 image_runs: Optional[Sequence[str]] = None
+                 image_runs: Optional[Sequence[str]] = None, eval_name: Optional[str] = None
                  ) -> Tuple[pd.DataFrame, Optional[pd.DataFrame], Dict[str, str]]:
     """(the table, the comparison or None, the paths written by file name). Every argument is
-    checked before the first file is written."""
+    checked before the first file is written. eval_name: the test metrics are the runs'
+    re-evaluation eval/<eval_name>.json, and the report goes to report/eval=<eval_name>/."""
     reference = load_reference(compare) if compare else None
-    table = collect(sweep_dir)
+    table = collect(sweep_dir, eval_name)
     if image_runs:
         _check_image_runs(table, sweep_dir, image_runs)
     runs = list(image_runs) if image_runs else choose_image_runs(table, sweep_dir)
     comparison = compare_with(table, reference) if reference is not None else None
 
-    folder = os.path.join(sweep_dir, REPORT)
+    folder = os.path.join(sweep_dir, REPORT, *([f"eval={eval_name}"] if eval_name else []))
     paths = {name: os.path.join(folder, name)
              for name in ("results.csv", "results.parquet", "families.md", "rd_plane.png",
                           "skew.png")}
@@ -110,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="compare beta = 1 with a reference table, e.g. paper_mnist")
     parser.add_argument("--images", nargs="+", metavar="SUBDIR",
                         help="the runs shown in images.png (default: up to 5 spread over R)")
+    parser.add_argument("--eval", metavar="NAME", dest="eval_name",
+                        help="use the runs' re-evaluation eval/NAME.json (rdsweep-eval) as "
+                             "their test metrics; written to report/eval=NAME/")
     return parser
 
 
@@ -117,7 +121,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     """The rdsweep-report command; exits with status 2 and one error line on a bad argument."""
     args = _parser().parse_args(argv)
     try:
-        table, comparison, paths = build_report(args.sweep_dir, args.compare, args.images)
+        table, comparison, paths = build_report(args.sweep_dir, args.compare, args.images,
+                                                args.eval_name)
     except ReportError as e:
         print(f"rdsweep-report: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

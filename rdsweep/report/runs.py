@@ -3,7 +3,7 @@ objective, beta or sigma, seed) and how it went (status, test metrics, timing)."
 
 from __future__ import annotations
 
-import numbers
+import json
 import os
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -14,17 +14,16 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import registry
-from rdsweep.lifecycle import Status
+from rdsweep.lifecycle import TEST_METRICS, Status, corrupt, metrics_outcome
 from rdsweep.outputs import CHECKPOINTS, METRICS, load_metrics
 from rdsweep.sweep import PLAN, read_plan
 
 HYDRA_CONFIG = os.path.join(".hydra", "config.yaml")
-TEST_METRICS = ("rate", "distortion", "elbo", "iwae", "iwae_samples")
+EVAL = "eval"  # a run's re-evaluations by rdsweep-eval: eval/<name>.json
 COLUMNS = ("run", "status", "family", "objective", "beta", "sigma", "warmup_steps", "seed",
            *TEST_METRICS, "steps", "seconds", "images_per_s", "detail")
 INTEGER_COLUMNS = ("warmup_steps", "seed", "iwae_samples", "steps")
 TEXT_COLUMNS = ("run", "status", "family", "objective", "detail")
-RECORDED = (Status.COMPLETED, Status.DIVERGED, Status.FAILED)  # the statuses a run writes
 UNKNOWN = "?"
 PAPER_ORDER = str.maketrans("-+v", "012")
 
@@ -84,38 +83,6 @@ def run_config(run_dir: str, metrics: Optional[Mapping[str, Any]]) -> Optional[D
     return cfg if isinstance(cfg, DictConfig) else None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _corrupt(detail: str) -> Dict[str, Any]:
-    return {"status": Status.CORRUPT, "detail": detail}
-
-
-def metrics_outcome(metrics: Mapping[str, Any]) -> Dict[str, Any]:
-    """status, the test metrics, steps, timing and detail recorded in a metrics.json."""
-    status = metrics.get("status")
-    if status not in RECORDED:
-        return _corrupt(f"metrics.json has status {status!r}")
-    status = Status(status)
-    outcome = {"status": status, "steps": metrics.get("steps"), "seconds": metrics.get("seconds"),
-               "images_per_s": metrics.get("images_per_s")}
-    if status == Status.DIVERGED:
-        outcome["detail"] = f"diverged at step {metrics.get('steps')}"
-    elif status == Status.FAILED:
-        outcome["detail"] = metrics.get("error")
-    elif not isinstance(metrics.get("test"), dict):
-        return _corrupt("metrics.json is completed without test metrics")
-    else:
-        test = metrics["test"]
-        bad = [key for key in TEST_METRICS if not _is_number(test.get(key))]
-        if bad:
-            return _corrupt("metrics.json is completed with test values that are not numbers: "
-                            + ", ".join(bad))
-        outcome.update({key: test[key] for key in TEST_METRICS})
-    return outcome
-
-
 def latest_checkpoint(run_dir: str) -> Optional[int]:
     """The largest step among checkpoints/<step>/ folders, None if there is none."""
     folder = os.path.join(run_dir, CHECKPOINTS)
@@ -131,8 +98,29 @@ def incomplete_outcome(run_dir: str) -> Dict[str, Any]:
     return {"status": Status.INCOMPLETE, "steps": step or 0, "detail": detail}
 
 
-def read_run(sweep_dir: str, subdir: str, overrides: Sequence[str]) -> Dict[str, Any]:
-    """One row of the table: what the run is and how it went."""
+def eval_path(run_dir: str, name: str) -> str:
+    """The file of the run's re-evaluation `name` (rdsweep-eval)."""
+    return os.path.join(run_dir, EVAL, f"{name}.json")
+
+
+def eval_outcome(run_dir: str, name: str) -> Dict[str, Any]:
+    """The test metrics of the run's re-evaluation `name`, or none with a detail saying why."""
+    path = eval_path(run_dir, name)
+    try:
+        with open(path) as f:
+            test = json.load(f)["test"]
+        return {key: test[key] for key in TEST_METRICS}
+    except FileNotFoundError:
+        return {key: np.nan for key in TEST_METRICS} | {"detail": f"no {EVAL}/{name}.json"}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return {key: np.nan for key in TEST_METRICS} | {
+            "detail": f"{EVAL}/{name}.json unreadable: {type(e).__name__}: {e}"}
+
+
+def read_run(sweep_dir: str, subdir: str, overrides: Sequence[str],
+             eval_name: Optional[str] = None) -> Dict[str, Any]:
+    """One row of the table: what the run is and how it went; with eval_name, a completed
+    run's test metrics are those of its re-evaluation eval/<eval_name>.json."""
     run_dir = os.path.join(sweep_dir, subdir)
     if not os.path.isdir(run_dir):
         return {"run": subdir, **describe_overrides(overrides), "status": Status.MISSING,
@@ -142,11 +130,13 @@ def read_run(sweep_dir: str, subdir: str, overrides: Sequence[str]) -> Dict[str,
     description = (describe_config(cfg, metrics or {}) if cfg is not None
                    else describe_overrides(overrides))
     if problem is not None:
-        outcome = _corrupt(f"metrics.json unreadable: {problem}")
+        outcome = corrupt(f"metrics.json unreadable: {problem}")
     elif metrics is not None:
         outcome = metrics_outcome(metrics)
     else:
         outcome = incomplete_outcome(run_dir)
+    if eval_name and outcome["status"] == Status.COMPLETED:
+        outcome.update(eval_outcome(run_dir, eval_name))
     return {"run": subdir, **description, **outcome}
 
 
@@ -193,9 +183,10 @@ def _warn(message: str) -> None:
     print(f"rdsweep-report: warning: {message}", file=sys.stderr)
 
 
-def collect(sweep_dir: str) -> pd.DataFrame:
+def collect(sweep_dir: str, eval_name: Optional[str] = None) -> pd.DataFrame:
     """The results table of a sweep folder: one row per planned job or run folder (one row if
-    sweep_dir is itself a run folder).
+    sweep_dir is itself a run folder). eval_name: the test metrics of completed runs are those
+    of their re-evaluation eval/<eval_name>.json (rdsweep-eval), NaN where it is missing.
 
     Raises ReportError if the folder is missing or holds neither runs nor a plan. A run whose
     metrics.json is unreadable or inconsistent becomes a `corrupt` row, with a warning on stderr.
@@ -207,7 +198,8 @@ def collect(sweep_dir: str) -> pd.DataFrame:
     if not runs:
         raise ReportError(f"{sweep_dir} holds no runs (no {PLAN}, no folder with {METRICS} "
                           "or .hydra/)")
-    table = make_table([read_run(sweep_dir, subdir, overrides) for subdir, overrides in runs])
+    table = make_table([read_run(sweep_dir, subdir, overrides, eval_name)
+                        for subdir, overrides in runs])
     for row in table[table.status == Status.CORRUPT].itertuples():
         _warn(f"{os.path.join(sweep_dir, row.run)}: {row.detail}")
     return table

@@ -1,0 +1,42 @@
+"""Has a run converged? The drift of its training ELBO over the end of training, read from its
+train_log.csv (one row per compiled chunk: the chunk's mean loss, rate, distortion and ELBO)."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from rdsweep.outputs import TRAIN_LOG
+
+TAIL = 0.1  # the last tenth of the steps
+TOLERANCE = 0.3  # nats: a run whose ELBO drifts less than this over the tail has converged
+
+
+def elbo_drift(steps: np.ndarray, elbo: np.ndarray, tail: float = TAIL) -> float:
+    """How far the training ELBO moves over the last `tail` of the steps, in nats per example:
+    the slope of a least-squares line through the chunk means logged there, times the tail's
+    length in steps. Positive: still improving. A line rather than the last minus the first
+    point, because one chunk's mean is noisy (a few tenths of a nat at batch 64).
+
+    steps, elbo: (n,) the log rows' steps (increasing) and chunk-mean ELBOs. NaN if fewer than
+    two rows fall in the tail."""
+    steps = np.asarray(steps, np.float64)
+    elbo = np.asarray(elbo, np.float64)
+    start = steps[-1] * (1.0 - tail)
+    window = steps >= start
+    if window.sum() < 2:
+        return float("nan")
+    slope = np.polyfit(steps[window], elbo[window], 1)[0]
+    return float(slope * (steps[-1] - start))
+
+
+def run_drift(run_dir: str, tail: float = TAIL) -> Optional[float]:
+    """elbo_drift of a run folder's train_log.csv; None if it has no readable log."""
+    try:
+        log = pd.read_csv(os.path.join(run_dir, TRAIN_LOG))
+        return elbo_drift(log["step"].to_numpy(), log["elbo"].to_numpy(), tail)
+    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None

@@ -1,0 +1,101 @@
+"""rdsweep-eval: a re-evaluation goes into a new file (metrics.json untouched), over a run or a
+sweep folder; the report shows it; bad overrides give one line, exit 2 and write nothing."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import rdsweep
+from rdsweep.eval_cli import main
+from rdsweep.report import build_report
+from trained_runs import copy_run, exact_log_likelihood, trained
+
+
+@pytest.fixture(scope="module")
+def run_dir(make_cfg, data_cache):
+    return trained(make_cfg, os.path.join(data_cache, "plane_run"))
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _snapshot(folder):
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+            for d, _, files in os.walk(folder) for f in files}
+
+
+def test_reevaluation_is_a_new_file_beside_the_untouched_metrics(run_dir, tmp_path, capsys):
+    run = copy_run(run_dir, tmp_path)
+    metrics = open(os.path.join(run, "metrics.json")).read()
+    main([run, "eval.iwae_samples=1000", "eval.train_examples=0"])
+    path = os.path.join(run, "eval", "eval.iwae_samples=1000,eval.train_examples=0.json")
+    result = _read(path)
+    assert open(os.path.join(run, "metrics.json")).read() == metrics
+    assert path in capsys.readouterr().out
+
+    test, recorded = result["test"], _read(os.path.join(run, "metrics.json"))["test"]
+    assert (test["iwae_samples"], test["examples"], result["train"]) == (1000, 40, None)
+    assert test["rate"] == pytest.approx(recorded["rate"], abs=1e-6)  # analytic: no sampling
+    loaded = rdsweep.load_run(run)
+    exact = exact_log_likelihood(loaded, loaded.test_images()).mean()
+    assert test["iwae"] == pytest.approx(exact, abs=0.03)  # IWAE_1000 of the 40 examples
+    assert abs(recorded["iwae"] - exact) > abs(test["iwae"] - exact)  # k = 8: looser
+
+    before = _snapshot(run)
+    main([run, "eval.train_examples=0", "eval.iwae_samples=1000"])  # the same evaluation
+    assert "exists" in capsys.readouterr().out and _snapshot(run) == before
+
+
+def test_a_sweep_folder_evaluates_its_completed_runs_and_skips_the_others(run_dir, tmp_path,
+                                                                            capsys):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    done = copy_run(run_dir, sweep)
+    (sweep / "unfinished" / ".hydra").mkdir(parents=True)
+    main([str(sweep), "eval.iwae_samples=16"])
+    out = capsys.readouterr().out.splitlines()
+    result = _read(os.path.join(done, "eval", "eval.iwae_samples=16.json"))
+    assert result["test"]["iwae_samples"] == 16 and result["train"]["examples"] == 24
+    assert [line for line in out if line.startswith("skipped:")] == [
+        line for line in out if "unfinished" in line]
+    assert not (sweep / "unfinished" / "eval").exists()
+
+    table, _, paths = build_report(str(sweep), eval_name="eval.iwae_samples=16")
+    row = table.set_index("run").loc[os.path.basename(done)]
+    assert (row.iwae, row.iwae_samples) == (result["test"]["iwae"], 16)
+    assert all("eval=eval.iwae_samples=16" in p for p in paths.values())
+    missing, _, _ = build_report(str(sweep), eval_name="eval.iwae_samples=7")
+    row = missing.set_index("run").loc[os.path.basename(done)]
+    assert np.isnan(row.iwae) and row.detail == "no eval/eval.iwae_samples=7.json"
+
+
+@pytest.mark.parametrize("override, words", [
+    ("beta=2", ["beta", "would change the trained model"]),
+    ("train.steps=5", ["train.steps", "would change the trained model"]),
+    ("eval.iwae_sample=3", ["eval.iwae_sample ", "not a config key", "eval.iwae_samples"]),
+    ("eval.iwae_samples=abc", ["eval.iwae_samples=abc", "Integer"]),
+    ("eval.iwae_samples=0", ["eval.iwae_samples=0", ">= 1"]),
+    ("data.test_split=validation", ["data.test_split", "data=synthetic"]),
+    ("+eval.x=1", ["+eval.x=1", "KEY=VALUE"]),
+])
+def test_bad_overrides_give_one_line_and_write_nothing(override, words, run_dir, tmp_path,
+                                                       capsys):
+    run = copy_run(run_dir, tmp_path)
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main([run, "eval.iwae_samples=16", override])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and err.startswith("rdsweep-eval: error:")
+    assert all(w in err for w in words), err
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_folder_without_runs_gives_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0 and "no such folder" in err
