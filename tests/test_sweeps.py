@@ -94,10 +94,10 @@ FLAKY = """
 import sys
 from rdsweep import experiment, main
 real = experiment._train_and_evaluate
-def flaky(cfgs, run_dirs, hashes):
+def flaky(cfgs, *rest):
     if cfgs[0].beta == 2:
         raise RuntimeError("injected fault")
-    return real(cfgs, run_dirs, hashes)
+    return real(cfgs, *rest)
 experiment._train_and_evaluate = flaky
 main.main()
 """
