@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -21,6 +22,15 @@ from rdsweep import experiment, lifecycle, registry, sweep
 log = logging.getLogger(__name__)
 # A log file on a full disk must not print a traceback for each record: main.log is best effort.
 logging.raiseExceptions = False
+# Errors in libraries' own threads (orbax's and tensorstore's savers) and exit handlers
+# (tensorboardX's writer), e.g. on a full disk, go to main.log only (the console's filter drops
+# this logger): the run's own one-line error says what happened.
+_libraries = logging.getLogger("libraries")
+threading.excepthook = lambda a: _libraries.error(
+    "thread %s: %s", getattr(a.thread, "name", "?"), a.exc_value,
+    exc_info=(a.exc_type, a.exc_value, a.exc_traceback))
+sys.unraisablehook = lambda u: _libraries.error(
+    "%s", u.err_msg or "exception ignored", exc_info=(u.exc_type, u.exc_value, u.exc_traceback))
 
 
 registry.register()
