@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -32,7 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rdsweep.config import EvalConfig
 from rdsweep.evaluate import evaluate
 from rdsweep.fileio import atomic_write
-from rdsweep.lifecycle import BAD_INPUT
+from rdsweep.lifecycle import BAD_INPUT, fail
 from rdsweep.option import ConfigError
 from rdsweep.report.runs import ReportError, eval_path, list_runs
 from rdsweep.sweep import run_slug
@@ -184,8 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         name = eval_name(overrides)
         jobs = plan(args.folder, overrides, name)
     except BAD_INPUT as e:
-        print(f"rdsweep-eval: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(e), prog="rdsweep-eval")
     for run, cfg in jobs:
         print(f"{run.run_dir}: evaluating (k={cfg.eval.iwae_samples})", flush=True)
         path, record = write_eval(run, cfg, overrides, name)

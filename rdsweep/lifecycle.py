@@ -92,9 +92,9 @@ def error_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
-def fail(message: str, code: int = 2) -> None:
-    """One line on stderr, exit code 2 (bad input) or `code`."""
-    print(f"rdsweep: error: {message}", file=sys.stderr)
+def fail(message: str, code: int = 2, prog: str = "rdsweep") -> None:
+    """One line on stderr, exit code 2 (bad input) or `code`; prog names the command."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(code)
 
 

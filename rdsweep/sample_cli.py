@@ -15,7 +15,6 @@ import argparse
 import math
 import os
 import shutil
-import sys
 from typing import List, Optional, Sequence, Tuple
 
 import jax
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 from hydra.utils import instantiate
 
 from rdsweep.images import save_picture
-from rdsweep.lifecycle import BAD_INPUT
+from rdsweep.lifecycle import BAD_INPUT, fail
 from rdsweep.option import ConfigError
 from rdsweep.trained import TrainedRun, load_run
 
@@ -134,8 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         x = run.test_images(key=jax.random.PRNGKey(args.seed))
         _check(args, len(x))
     except BAD_INPUT as e:
-        print(f"rdsweep-sample: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(e), prog="rdsweep-sample")
     folder = output_folder(run.run_dir, args.out)
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
