@@ -2,9 +2,12 @@
 
     rdsweep-eval RUN_DIR eval.iwae_samples=5000 data.test_split=validation
     rdsweep-eval SWEEP_DIR eval.iwae_samples=5000     # every completed run of the sweep
+    rdsweep-eval SWEEP_DIR --step previous eval.iwae_samples=1 eval.train_examples=0
 
 Each run gets a new file RUN_DIR/eval/<overrides>.json (written atomically; `base.json` without
-overrides) with the test bounds (and the train bounds if eval.train_examples > 0) in nats per
+overrides; `...,step=N` for the kept checkpoint at step N, chosen by `--step N` or
+`--step previous`, the newest one before the last: how much the test bounds still moved at the
+end of training, which rdsweep-report shows as `test_elbo_gain`) with the test bounds (and the train bounds if eval.train_examples > 0) in nats per
 example; metrics.json and every other output of training stay as they are. An existing file is
 kept (the evaluation is deterministic: it would be the same). The keys of the evaluation are
 training's own (seed), but its samples are drawn in blocks (`evaluate.samples_per_pass`), so
@@ -32,10 +35,11 @@ from rdsweep.config import EvalConfig
 from rdsweep.evaluate import evaluate
 from rdsweep.fileio import atomic_write
 from rdsweep.lifecycle import BAD_INPUT, fail
-from rdsweep.option import ConfigError
+from rdsweep.option import ConfigError, DataError
+from rdsweep.outputs import kept_steps
 from rdsweep.report.runs import ReportError, eval_path, list_runs
 from rdsweep.sweep import run_slug
-from rdsweep.trained import TrainedRun, load_run
+from rdsweep.trained import TrainedRun, load_run, read_completed
 
 # What rdsweep-eval may change: what is evaluated, never what was trained.
 EVAL_KEYS = ("eval.iwae_samples", "eval.batch_size", "eval.train_examples", "data.test_split")
@@ -56,11 +60,38 @@ def parse_overrides(lines: Sequence[str]) -> List[Override]:
     return overrides
 
 
-def eval_name(overrides: Sequence[Override]) -> str:
-    """The result file's name (no .json) from the overrides: sorted, less data locations."""
+def eval_name(overrides: Sequence[Override], step: Optional[int] = None) -> str:
+    """The result file's name (no .json) from the overrides, sorted, less data locations, and
+    `step=N` for an evaluation of a checkpoint before the last."""
     named = sorted(f"{o.key_or_group}={o.value()}" for o in overrides
                    if o.key_or_group not in LOCATION_KEYS)
+    named += [] if step is None else [f"step={step}"]
     return run_slug(",".join(named)) if named else "base"
+
+
+PREVIOUS = "previous"  # --step: the newest kept checkpoint before the last
+
+
+def parse_step(text: Optional[str]) -> Optional[str]:
+    """--step's value: None (the last checkpoint), PREVIOUS or a step number; ConfigError
+    otherwise."""
+    if text is None or text == PREVIOUS or (text.isdigit() and int(text) > 0):
+        return text
+    raise ConfigError(f"--step {text}: give a positive step number or '{PREVIOUS}'")
+
+
+def checkpoint_step(run_dir: str, final: int, step: Optional[str]) -> Optional[int]:
+    """The step to evaluate in run_dir: None for the last (final) one; the newest kept
+    checkpoint before it for PREVIOUS (DataError if there is none); else the number."""
+    if step is None or (step != PREVIOUS and int(step) == final):
+        return None
+    if step != PREVIOUS:
+        return int(step)
+    earlier = [s for s in kept_steps(run_dir) if s < final]
+    if not earlier:
+        raise DataError(f"{run_dir}: --step {PREVIOUS}: no checkpoint is kept before the last "
+                        f"(step {final})")
+    return max(earlier)
 
 
 def _check_key(cfg: DictConfig, key: str) -> None:
@@ -125,27 +156,30 @@ def _targets(folder: str) -> List[str]:
     return [os.path.normpath(os.path.join(folder, subdir)) for subdir, _ in runs]
 
 
-def plan(folder: str, overrides: Sequence[Override], name: str
-         ) -> List[Tuple[TrainedRun, DictConfig]]:
-    """(run, evaluation config) of each run to evaluate. Every override is checked against
-    every run first (ConfigError/DataError: nothing is written). In a sweep folder, runs that
-    cannot be loaded are skipped with one line each; one run folder that cannot raises."""
+def plan(folder: str, overrides: Sequence[Override], step: Optional[str] = None
+         ) -> List[Tuple[TrainedRun, DictConfig, str]]:
+    """(run, evaluation config, result name) of each run to evaluate, at the checkpoint `step`
+    (parse_step's). Every override is checked against every run first (ConfigError/DataError:
+    nothing is written). In a sweep folder, runs that cannot be loaded are skipped with one line
+    each; one run folder that cannot raises."""
     dirs = _targets(folder)
     single = dirs == [os.path.normpath(folder)]
     jobs = []
     for run_dir in dirs:
         try:
-            run = load_run(run_dir)
+            final = int(read_completed(run_dir)["steps"])
+            run = load_run(run_dir, checkpoint_step(run_dir, final, step))
         except BAD_INPUT as e:
             if single:
                 raise
             print(f"skipped: {e}")
             continue
         cfg = configure(run.config, overrides)
+        name = eval_name(overrides, None if run.step == final else run.step)
         if os.path.exists(eval_path(run_dir, name)):
             print(f"skipped: {eval_path(run_dir, name)} exists")
             continue
-        jobs.append((run, cfg))
+        jobs.append((run, cfg, name))
     return jobs
 
 
@@ -171,21 +205,24 @@ def _parser() -> argparse.ArgumentParser:
                         help="a run folder, or a sweep folder (each completed run in it)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help=f"evaluation overrides: {', '.join(EVAL_KEYS + LOCATION_KEYS)}")
+    parser.add_argument("--step", metavar="N|previous",
+                        help="evaluate the kept checkpoint at step N, or the newest one before "
+                             "the last (previous), instead of the last")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """The rdsweep-eval command; bad input: one line on stderr, exit 2, nothing written."""
     logging.basicConfig(level=logging.WARNING)
-    args = _parser().parse_args(argv)
+    args = _parser().parse_intermixed_args(argv)
     try:
         overrides = parse_overrides(args.overrides)
-        name = eval_name(overrides)
-        jobs = plan(args.folder, overrides, name)
+        jobs = plan(args.folder, overrides, parse_step(args.step))
     except BAD_INPUT as e:
         fail(str(e), prog="rdsweep-eval")
-    for run, cfg in jobs:
-        print(f"{run.run_dir}: evaluating (k={cfg.eval.iwae_samples})", flush=True)
+    for run, cfg, name in jobs:
+        print(f"{run.run_dir}: evaluating step {run.step} (k={cfg.eval.iwae_samples})",
+              flush=True)
         path, record = write_eval(run, cfg, overrides, name)
         test = record["test"]
         print(f"{path}: test R {test['rate']:.2f}  D {test['distortion']:.2f}  "

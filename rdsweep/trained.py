@@ -29,7 +29,7 @@ from rdsweep.checkpoints import hash_problem
 from rdsweep.lifecycle import Status, error_line
 from rdsweep.models import VAE
 from rdsweep.option import DataError
-from rdsweep.outputs import CHECKPOINTS, METRICS, load_metrics
+from rdsweep.outputs import CHECKPOINTS, METRICS, kept_steps, load_metrics
 
 HYDRA = ".hydra"
 
@@ -186,9 +186,8 @@ def load_run(run_dir: str, step: Optional[int] = None) -> TrainedRun:
     directory = os.path.join(os.path.abspath(run_dir), CHECKPOINTS, str(step))
     if not os.path.isdir(directory):
         if step != final:
-            kept = sorted(int(d) for d in os.listdir(os.path.dirname(directory)) if d.isdigit())
             raise _error(run_dir, f"no checkpoint at step {step}; the kept ones are at steps "
-                                  f"{', '.join(map(str, kept))}")
+                                  f"{', '.join(map(str, kept_steps(run_dir)))}")
         raise _error(run_dir, f"no finished checkpoint ({CHECKPOINTS}/{step}/, the last step, is "
                               "missing); train the run again to get its model")
     model = build_model(config)

@@ -1,4 +1,5 @@
-"""The convergence criterion: the drift of the training ELBO over the last tenth of the steps."""
+"""The convergence measures: the drift of the training ELBO over the last tenth of the steps, and
+the test ELBO gained since the newest earlier evaluated checkpoint."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 from scipy import stats
 
 from rdsweep.outputs import write_train_log
-from rdsweep.report.convergence import elbo_drift, run_drift
+from rdsweep.report.convergence import elbo_drift, elbo_gain, run_drift
 
 
 def test_drift_of_a_line_is_its_rise_over_the_tail():
@@ -35,3 +36,11 @@ def test_run_drift_reads_the_run_folders_log(tmp_path):
     write_train_log(str(tmp_path), rows)
     assert run_drift(str(tmp_path)) == pytest.approx(0.2)
     assert run_drift(str(tmp_path / "no_such_run")) is None
+
+
+def test_gain_is_measured_from_the_newest_evaluation_before_the_last_step():
+    earlier = [(1000, -99.0), (2000, -97.5), (2344, -96.0), (3000, -90.0)]
+    gain, since = elbo_gain(2344, -97.25, earlier)  # 2344 and 3000 are not before the end
+    assert (since, gain) == (2000, pytest.approx(0.25))
+    assert elbo_gain(1000, -97.0, earlier)[1] is None
+    assert math.isnan(elbo_gain(1000, -97.0, earlier)[0])

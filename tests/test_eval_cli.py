@@ -73,6 +73,48 @@ def test_a_sweep_folder_evaluates_its_completed_runs_and_skips_the_others(run_di
     assert np.isnan(row.iwae) and row.detail == "no eval/eval.iwae_samples=7.json"
 
 
+@pytest.fixture(scope="module")
+def two_checkpoints(make_cfg, data_cache):
+    """PLANE_MODEL with checkpoints kept at steps 200 and 400 (the last)."""
+    return trained(make_cfg, os.path.join(data_cache, "plane_run_2ckpt"),
+                   "train.checkpoint_every=200")
+
+
+def test_step_previous_evaluates_the_checkpoint_before_the_last(two_checkpoints, tmp_path):
+    run = copy_run(two_checkpoints, tmp_path)
+    main([run, "--step", "previous", "eval.iwae_samples=1000", "eval.train_examples=0"])
+    result = _read(os.path.join(run, "eval",
+                                "eval.iwae_samples=1000,eval.train_examples=0,step=200.json"))
+    early, final = rdsweep.load_run(run, step=200), rdsweep.load_run(run)
+    exact_early = exact_log_likelihood(early, early.test_images()).mean()
+    exact_final = exact_log_likelihood(final, final.test_images()).mean()
+    assert result["step"] == 200 and abs(exact_final - exact_early) > 0.1
+    assert result["test"]["iwae"] == pytest.approx(exact_early, abs=0.03)
+
+    main([run, "--step", "400", "eval.iwae_samples=16"])  # the last step: the plain name
+    assert _read(os.path.join(run, "eval", "eval.iwae_samples=16.json"))["step"] == 400
+
+    table, _, _ = build_report(run)
+    row, recorded = table.iloc[0], _read(os.path.join(run, "metrics.json"))["test"]
+    assert row.gain_since_step == 200
+    assert row.test_elbo_gain == pytest.approx(recorded["elbo"] - result["test"]["elbo"])
+
+
+@pytest.mark.parametrize("step, words", [("abc", ["--step abc", "previous"]),
+                                         ("0", ["--step 0", "positive"]),
+                                         ("previous", ["no checkpoint is kept before the last"]),
+                                         ("300", ["no checkpoint at step 300", "400"])])
+def test_bad_steps_give_one_line_and_write_nothing(step, words, run_dir, tmp_path, capsys):
+    run = copy_run(run_dir, tmp_path)  # one checkpoint, at step 400
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main([run, "--step", step])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and err.startswith("rdsweep-eval: error:")
+    assert all(w in err for w in words), err
+    assert _snapshot(tmp_path) == before
+
+
 @pytest.mark.parametrize("override, words", [
     ("beta=2", ["beta", "would change the trained model"]),
     ("train.steps=5", ["train.steps", "would change the trained model"]),

@@ -1,10 +1,13 @@
-"""Has a run converged? The drift of its training ELBO over the end of training, read from its
-train_log.csv (one row per compiled chunk: the chunk's mean loss, rate, distortion and ELBO)."""
+"""Has a run converged? Two measures: the drift of its training ELBO over the end of training,
+read from its train_log.csv (one row per compiled chunk: the chunk's mean loss, rate, distortion
+and ELBO), and the test ELBO gained since an earlier kept checkpoint (evaluated by
+`rdsweep-eval RUN --step previous`): training ELBO can still rise while the test ELBO has
+stopped (overfitting), so the test gain is the one that says whether more training would help."""
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -40,3 +43,15 @@ def run_drift(run_dir: str, tail: float = TAIL) -> Optional[float]:
         return elbo_drift(log["step"].to_numpy(), log["elbo"].to_numpy(), tail)
     except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
+
+
+def elbo_gain(final_step: int, final_elbo: float, earlier: Sequence[Tuple[int, float]]
+              ) -> Tuple[float, Optional[int]]:
+    """(final test ELBO minus the test ELBO at the newest earlier evaluated step, that step):
+    nats per example, positive if the end of training still improved it; (NaN, None) without
+    an evaluation before final_step. earlier: (step, test ELBO) of a run's evaluations."""
+    before = [(step, elbo) for step, elbo in earlier if step < final_step]
+    if not before:
+        return float("nan"), None
+    step, elbo = max(before)
+    return float(final_elbo - elbo), int(step)

@@ -15,14 +15,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import registry
 from rdsweep.lifecycle import TEST_METRICS, Status, corrupt, metrics_outcome
-from rdsweep.outputs import CHECKPOINTS, METRICS, load_metrics
+from rdsweep.outputs import METRICS, kept_steps, load_metrics
+from rdsweep.report.convergence import elbo_gain, run_drift
 from rdsweep.sweep import PLAN, read_plan
 
 HYDRA_CONFIG = os.path.join(".hydra", "config.yaml")
 EVAL = "eval"  # a run's re-evaluations by rdsweep-eval: eval/<name>.json
+# Convergence (rdsweep.report.convergence): the training ELBO's drift over the last tenth of the
+# steps, and the test ELBO gained since the newest earlier checkpoint evaluated by rdsweep-eval.
+CONVERGENCE = ("train_elbo_drift", "test_elbo_gain", "gain_since_step")
 COLUMNS = ("run", "status", "family", "objective", "beta", "sigma", "warmup_steps", "seed",
-           *TEST_METRICS, "steps", "seconds", "images_per_s", "detail")
-INTEGER_COLUMNS = ("warmup_steps", "seed", "iwae_samples", "steps")
+           *TEST_METRICS, "steps", "seconds", "images_per_s", *CONVERGENCE, "detail")
+INTEGER_COLUMNS = ("warmup_steps", "seed", "iwae_samples", "steps", "gain_since_step")
 TEXT_COLUMNS = ("run", "status", "family", "objective", "detail")
 UNKNOWN = "?"
 PAPER_ORDER = str.maketrans("-+v", "012")
@@ -85,10 +89,7 @@ def run_config(run_dir: str, metrics: Optional[Mapping[str, Any]]) -> Optional[D
 
 def latest_checkpoint(run_dir: str) -> Optional[int]:
     """The largest step among checkpoints/<step>/ folders, None if there is none."""
-    folder = os.path.join(run_dir, CHECKPOINTS)
-    steps = [int(name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-             if name.isdigit() and os.path.isdir(os.path.join(folder, name))]
-    return max(steps, default=None)
+    return max(kept_steps(run_dir), default=None)
 
 
 def incomplete_outcome(run_dir: str) -> Dict[str, Any]:
@@ -117,6 +118,30 @@ def eval_outcome(run_dir: str, name: str) -> Dict[str, Any]:
             "detail": f"{EVAL}/{name}.json unreadable: {type(e).__name__}: {e}"}
 
 
+def earlier_evaluations(run_dir: str) -> List[Tuple[int, float]]:
+    """(step, test ELBO) of each readable re-evaluation in the run's eval/ folder."""
+    folder = os.path.join(run_dir, EVAL)
+    found = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        try:
+            with open(os.path.join(folder, name)) as f:
+                record = json.load(f)
+            found.append((int(record["step"]), float(record["test"]["elbo"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not an evaluation file, or a broken one: eval_outcome names those
+    return found
+
+
+def convergence(run_dir: str, outcome: Mapping[str, Any]) -> Dict[str, Any]:
+    """The CONVERGENCE columns of a completed run (its outcome holds steps and test elbo)."""
+    steps = _number(outcome.get("steps"))
+    gain, since = (elbo_gain(int(steps), _number(outcome["elbo"]), earlier_evaluations(run_dir))
+                   if np.isfinite(steps) else (np.nan, None))
+    drift = run_drift(run_dir)
+    return {"train_elbo_drift": np.nan if drift is None else drift, "test_elbo_gain": gain,
+            "gain_since_step": since}
+
+
 def read_run(sweep_dir: str, subdir: str, overrides: Sequence[str],
              eval_name: Optional[str] = None) -> Dict[str, Any]:
     """One row of the table: what the run is and how it went; with eval_name, a completed
@@ -137,6 +162,8 @@ def read_run(sweep_dir: str, subdir: str, overrides: Sequence[str],
         outcome = incomplete_outcome(run_dir)
     if eval_name and outcome["status"] == Status.COMPLETED:
         outcome.update(eval_outcome(run_dir, eval_name))
+    if outcome["status"] == Status.COMPLETED:
+        outcome.update(convergence(run_dir, outcome))
     return {"run": subdir, **description, **outcome}
 
 
