@@ -195,7 +195,8 @@ def test_rows_are_sorted_by_family_then_beta(sweep):
 
 
 def test_family_table_has_a_cell_per_family_and_setting(sweep):
-    lines = (sweep[0] / "report" / "families.md").read_text().splitlines()
+    text = (sweep[0] / "report" / "families.md").read_text()
+    lines = text.split("Settings with several runs")[0].splitlines()  # the first table
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line[:1] == "|"]
     header, cells = rows[0], {row[0]: dict(zip(rows[0], row)) for row in rows[2:]}
     assert header == ["family", "β=0.3", "β=1", "β=3", "β=10", "σ=5"]
@@ -206,6 +207,16 @@ def test_family_table_has_a_cell_per_family_and_setting(sweep):
     assert cells["+--"]["β=3"] == "diverged" and cells["+++"]["β=10"] == "missing"
     assert cells["--+"]["σ=5"] == "5.1 / 78.0 / -83.1"
     assert list(cells) == ["---", "--+", "--v", "-+v", "+--", "+++", "++v", "mlp/mlp/mixture"]
+
+
+def test_settings_with_several_seeds_show_their_spread(sweep):
+    text = (sweep[0] / "report" / "families.md").read_text()
+    spread = text.split("Settings with several runs")[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in spread.splitlines()
+            if line[:1] == "|"]
+    assert rows[0] == ["family", "setting", "runs", "rate", "distortion", "elbo", "iwae"]
+    assert rows[2:] == [["---", "β=1", "2", "28.00 (27.00 to 29.00)", "60.25 (59.50 to 61.00)",
+                         "-88.25 (-88.50 to -88.00)", "-85.75 (-86.00 to -85.50)"]]
 
 
 def test_parquet_equals_csv(sweep):

@@ -16,7 +16,8 @@ from rdsweep.lifecycle import Status
 from rdsweep.outputs import IMAGES
 from rdsweep.report.runs import ReportError, collect, entropy_estimate
 from rdsweep.report.plots import choose_image_runs, images_figure, rd_plane_figure, skew_figure
-from rdsweep.report.tables import compare_with, family_table, load_reference, markdown
+from rdsweep.report.tables import (compare_with, family_table, load_reference, markdown,
+                                   spread_table)
 
 REPORT = "report"
 KEY_COLUMNS = ("family", "objective", "beta", "sigma", "seed", "status", "rate", "distortion",
@@ -61,9 +62,12 @@ def build_report(sweep_dir: str, compare: Optional[str] = None,
     _save_csv(table, paths["results.csv"])
     atomic_write(paths["results.parquet"], lambda f: table.to_parquet(f, index=False),
                  binary=True)
+    spread = spread_table(table)
     atomic_write(paths["families.md"], lambda f: f.write(
         f"Test R / D / ELBO (nats) per family and setting, {sweep_dir}\n\n"
-        + markdown(family_table(table)) + "\n"))
+        + markdown(family_table(table)) + "\n"
+        + ("" if spread.empty else "\nSettings with several runs (seeds): mean (min to max), "
+           "nats\n\n" + markdown(spread) + "\n")))
     _save_figure(rd_plane_figure(table), paths["rd_plane.png"])
     _save_figure(skew_figure(table), paths["skew.png"])
     if runs:

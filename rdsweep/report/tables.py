@@ -1,5 +1,6 @@
-"""The report's text tables: families.md (R / D / ELBO per family and setting), the comparison
-with the paper's numbers (rdsweep.reference), and markdown."""
+"""The report's text tables: families.md (R / D / ELBO per family and setting, and the spread
+over seeds where a setting has several runs), the comparison with the paper's numbers
+(rdsweep.reference), and markdown."""
 
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from rdsweep.lifecycle import Status
 from rdsweep.report.runs import ReportError, setting
 
 
+def _with_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """table ordered by objective, beta and sigma, with a `setting` column (β=.. / σ=..)."""
+    ordered = table.sort_values(["objective", "beta", "sigma"], kind="stable")
+    return ordered.assign(setting=[setting(row) for row in ordered.itertuples()])
+
+
 def family_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per family, one column per setting (β=.. / σ=..), each cell "R / D / ELBO" of the
     completed runs (means, "(n runs)" if several seeds), else the statuses of its runs."""
-    ordered = table.sort_values(["objective", "beta", "sigma"], kind="stable")
-    ordered = ordered.assign(setting=[setting(row) for row in ordered.itertuples()])
+    ordered = _with_settings(table)
 
     def cell(runs: pd.DataFrame) -> str:
         done = runs[runs.status == Status.COMPLETED]
@@ -30,6 +36,22 @@ def family_table(table: pd.DataFrame) -> pd.DataFrame:
     settings = list(dict.fromkeys(ordered.setting))
     return pd.DataFrame([{"family": family, **{s: cells.get((family, s)) for s in settings}}
                          for family in dict.fromkeys(table.family)])
+
+
+SPREAD = ("rate", "distortion", "elbo", "iwae")
+
+
+def spread_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The (family, setting) pairs with several completed runs (seeds): their count, and for
+    each of SPREAD "mean (min to max)" over those runs, two decimals."""
+    done = _with_settings(table[table.status == Status.COMPLETED])
+    rows = []
+    for (family, where), runs in done.groupby(["family", "setting"], sort=False):
+        if len(runs) > 1:
+            rows.append({"family": family, "setting": where, "runs": len(runs),
+                         **{q: f"{runs[q].mean():.2f} ({runs[q].min():.2f} to "
+                               f"{runs[q].max():.2f})" for q in SPREAD}})
+    return pd.DataFrame(rows, columns=["family", "setting", "runs", *SPREAD])
 
 
 def reference_names() -> List[str]:
