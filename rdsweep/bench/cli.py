@@ -21,12 +21,13 @@ import rdsweep.bench
 from rdsweep.bench.layer_profile import layer_rows
 from rdsweep.bench.measure import compose_config, first_step, matmul_flops, model_overrides, note
 from rdsweep.bench.sections import (QUICK, SHORT_EVAL, Plan, Row, grid_rows, iwae_rows,
-                                    matmul_rows, memory_rows, scaling_rows, startup_rows,
-                                    training_rows)
+                                    main_rows, matmul_rows, memory_rows, scaling_rows,
+                                    startup_rows, training_rows)
 from rdsweep.options.tfds_images import load_split
 
 PROG = "rdsweep-bench"
-SECTIONS = ("matmul", "training", "layers", "startup", "iwae", "memory", "scaling", "grid")
+SECTIONS = ("matmul", "training", "layers", "startup", "iwae", "memory", "scaling", "grid",
+            "main")
 MODEL_SECTIONS = ("training", "startup")  # the sections that a model name in --only restricts
 FULL_COMMAND = f"TFDS_DATA_DIR=../shared/tfds {PROG} --write docs/benchmarks.md"
 
@@ -150,6 +151,8 @@ def main() -> None:
         rows += memory_rows(plan)
     if "grid" in sections:
         rows += grid_rows(plan)
+    if "main" in sections:
+        rows += main_rows(plan)
 
     text = document(rows, header, args.quick, plan, time.perf_counter() - start)
     print(text)
