@@ -10,8 +10,8 @@ overrides; `...,step=N` for the kept checkpoint at step N, chosen by `--step N` 
 end of training, which rdsweep-report shows as `test_elbo_gain`) with the test bounds (and the train bounds if eval.train_examples > 0) in nats per
 example; metrics.json and every other output of training stay as they are. An existing file is
 kept (the evaluation is deterministic: it would be the same). The keys of the evaluation are
-training's own (seed), but its samples are drawn in blocks (`evaluate.samples_per_pass`), so
-without overrides the numbers equal metrics.json's up to Monte Carlo error.
+training's own (seed), so without overrides the numbers are metrics.json's (up to the order of
+floating-point operations).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def reevaluate(run: TrainedRun, cfg: DictConfig) -> Dict[str, Any]:
     ev = lambda split, i: evaluate(run.apply_fn, run.params, split.images,
                                    jax.random.fold_in(run.eval_key, i), cfg.eval.iwae_samples,
                                    cfg.eval.batch_size, cfg.data.binarization,
-                                   weights=split.weights, per_pass=None)
+                                   weights=split.weights)
     test, estimator = ev(test_split, 0)
     train = ev(train_split.head(cfg.eval.train_examples), 1)[0] if cfg.eval.train_examples else None
     return {"test": test, "train": train, "rate_estimator": estimator,

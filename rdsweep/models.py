@@ -51,8 +51,7 @@ class VAE(nn.Module):
     def __call__(self, x: jax.Array, key: jax.Array, num_samples: int = 1) -> LogTerms:
         """num_samples z ~ e(z|x) per input; an encoder with a finite support is instead
         evaluated at all its values, weighted by e(z|x) (exact; key and num_samples unused)."""
-        e = self.encoder(x)
-        m = self.marginal(self.encoder)
+        e, m = self.latent_distributions(x)
         support = e.enumerate_support()
         if support is None:
             z, log_e = e.sample_and_log_prob(key, num_samples)  # (S, B, L), (S, B)
@@ -60,12 +59,20 @@ class VAE(nn.Module):
         else:
             z, log_e = support
             weights = jnp.exp(log_e)
-        s, b = log_e.shape
-        # The decoder sees S*B latents at once; x is repeated to match.
+        return LogTerms(log_d=self.decoder_log_prob(z, x), log_e=log_e, log_m=m.log_prob(z),
+                        kl=kl_divergence(e, m), weights=weights)
+
+    def latent_distributions(self, x: jax.Array):
+        """(e(z|x), batch (B,); m(z)): pytrees, so that evaluation draws many z per encoder
+        pass outside the module (rdsweep.evaluate)."""
+        return self.encoder(x), self.marginal(self.encoder)
+
+    def decoder_log_prob(self, z: jax.Array, x: jax.Array) -> jax.Array:
+        """log d(x|z) in nats, (S, B), of latents z (S, B, L) and inputs x (B, *image): the
+        decoder sees the S*B latents at once, x repeated to match."""
+        s, b = z.shape[:2]
         x_rep = jnp.broadcast_to(x, (s,) + x.shape).reshape((s * b,) + x.shape[1:])
-        log_d = self.decoder(z.reshape((s * b,) + z.shape[2:])).log_prob(x_rep).reshape(s, b)
-        return LogTerms(log_d=log_d, log_e=log_e, log_m=m.log_prob(z), kl=kl_divergence(e, m),
-                        weights=weights)
+        return self.decoder(z.reshape((s * b,) + z.shape[2:])).log_prob(x_rep).reshape(s, b)
 
     def reconstruct_and_generate(self, x: jax.Array, key: jax.Array) -> Tuple[jax.Array, jax.Array]:
         """Reconstructions (z ~ e(z|x), x' ~ d(x|z)) of x (B, *image) and B samples

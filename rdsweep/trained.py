@@ -76,12 +76,12 @@ class TrainedRun:
     def rate_distortion(self, x: jax.Array, key: jax.Array,
                         k: Optional[int] = None) -> Dict[str, np.ndarray]:
         """rate, rate_mc, distortion, elbo and iwae of each example of x, each (B,), from k
-        samples of z per example (default: the run's eval.iwae_samples), drawn in blocks: the
-        encoder runs about once per example and memory stays bounded for any k."""
+        samples of z per example (default: the run's eval.iwae_samples), from one encoder pass
+        per example, in blocks of samples so that memory stays bounded for any k."""
         images = np.asarray(np.asarray(x) * 255, np.uint8)  # {0, 1} -> {0, 255}: exact
         return evaluate_examples(self.apply_fn, self.params, images, key,
                                  k or self.config.eval.iwae_samples,
-                                 self.config.eval.batch_size, "static", per_pass=None)
+                                 self.config.eval.batch_size, "static")
 
     def log_likelihood(self, x: jax.Array, k: int, key: jax.Array) -> np.ndarray:
         """The importance-sampled estimate of log p(x) (B,), IWAE_k (a lower bound on average)."""
