@@ -10,7 +10,7 @@ import flax.linen as nn
 import pytest
 from scipy import special
 
-from rdsweep.layers import Conv, Deconv, Gated
+from rdsweep.layers import Conv, Deconv, Gated, strided_conv2d
 from rdsweep.options.conv import ConvDecoder, ConvEncoder
 from rdsweep.distributions import DiagGaussian
 from helpers import random_variables
@@ -212,3 +212,27 @@ def test_deconv_from_one_pixel_equals_flax_conv_transpose(kernel):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 1, 1, 3))
     _assert_same_layer(Deconv(4, kernel, 1, "VALID"),
                        nn.ConvTranspose(4, kernel, padding="VALID"), x)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [
+    ((5, 5), 1, ((2, 2), (2, 2))),   # stride 1: conv2d and its hand-written gradient
+    ((4, 4), 1, ((2, 1), (2, 1))),
+    ((5, 5), 2, ((1, 2), (1, 2))),   # stride > 1: conv2d of the space-to-depth input
+    ((2, 3), 2, ((1, 0), (1, 1))),
+    ((3, 2), 3, ((2, -1), (0, 1))),  # a negative padding crops
+])
+def test_strided_conv2d_equals_lax_conv(kernel, stride, padding):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 8, 3))
+    w = jax.random.normal(jax.random.PRNGKey(1), kernel + (3, 5))
+
+    def reference(x, w, stride, padding):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def loss(conv):
+        return jax.jit(jax.value_and_grad(
+            lambda x, w: jnp.sin(conv(x, w, stride, padding)).sum(), (0, 1)))(x, w)
+
+    for a, b in zip(jax.tree_util.tree_leaves(loss(strided_conv2d)),
+                    jax.tree_util.tree_leaves(loss(reference))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
