@@ -215,10 +215,8 @@ def test_deconv_from_one_pixel_equals_flax_conv_transpose(kernel):
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [
-    ((5, 5), 1, ((2, 2), (2, 2))),   # stride 1: conv2d and its hand-written gradient
-    ((4, 4), 1, ((2, 1), (2, 1))),
+    ((4, 4), 1, ((2, 1), (2, 1))),   # stride 1: conv2d and its hand-written gradient
     ((5, 5), 2, ((1, 2), (1, 2))),   # stride > 1: conv2d of the space-to-depth input
-    ((2, 3), 2, ((1, 0), (1, 1))),
     ((3, 2), 3, ((2, -1), (0, 1))),  # a negative padding crops
 ])
 def test_strided_conv2d_equals_lax_conv(kernel, stride, padding):

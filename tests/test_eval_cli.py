@@ -3,6 +3,7 @@ sweep folder; the report shows it; bad overrides give one line, exit 2 and write
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -73,15 +74,8 @@ def test_a_sweep_folder_evaluates_its_completed_runs_and_skips_the_others(run_di
     assert np.isnan(row.iwae) and row.detail == "no eval/eval.iwae_samples=7.json"
 
 
-@pytest.fixture(scope="module")
-def two_checkpoints(make_cfg, data_cache):
-    """PLANE_MODEL with checkpoints kept at steps 200 and 400 (the last)."""
-    return trained(make_cfg, os.path.join(data_cache, "plane_run_2ckpt"),
-                   "train.checkpoint_every=200")
-
-
-def test_step_previous_evaluates_the_checkpoint_before_the_last(two_checkpoints, tmp_path):
-    run = copy_run(two_checkpoints, tmp_path)
+def test_step_previous_evaluates_the_checkpoint_before_the_last(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path)  # checkpoints at steps 200 and 400 (the last)
     main([run, "--step", "previous", "eval.iwae_samples=1000", "eval.train_examples=0"])
     result = _read(os.path.join(run, "eval",
                                 "eval.iwae_samples=1000,eval.train_examples=0,step=200.json"))
@@ -105,7 +99,8 @@ def test_step_previous_evaluates_the_checkpoint_before_the_last(two_checkpoints,
                                          ("previous", ["no checkpoint is kept before the last"]),
                                          ("300", ["no checkpoint at step 300", "400"])])
 def test_bad_steps_give_one_line_and_write_nothing(step, words, run_dir, tmp_path, capsys):
-    run = copy_run(run_dir, tmp_path)  # one checkpoint, at step 400
+    run = copy_run(run_dir, tmp_path)
+    shutil.rmtree(os.path.join(run, "checkpoints", "200"))  # only the last is kept
     before = _snapshot(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         main([run, "--step", step])

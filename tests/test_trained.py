@@ -144,5 +144,5 @@ def test_a_kept_checkpoint_loads_by_step_and_a_missing_one_names_the_kept(run, r
     again = rdsweep.load_run(run_dir, step=run.step)
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, again.params, run.params))
     with pytest.raises(DataError, match=f"no checkpoint at step 7; the kept ones are at steps "
-                                        f"{run.step}$"):
+                                        f"200, {run.step}$"):  # PLANE_MODEL keeps 200 and 400
         rdsweep.load_run(run_dir, step=7)
