@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The converged MLP-scale reproduction (docs/results.md): four sweeps into one folder, then the
-# report. Resumable: the same command again skips finished runs and resumes the others from
-# their checkpoints.
+# The converged MLP-scale reproduction (docs/results.md): four sweeps into one folder, each run's
+# test ELBO at its checkpoint before the last (convergence), then the report. Resumable: the
+# same command again skips finished runs (and evaluations) and resumes the others from their
+# checkpoints.
 #   TFDS_DATA_DIR=../shared/tfds scripts/reproduce_mlp.sh mnist /work/mlp_run/mnist
 set -euo pipefail
 dataset="${1:?usage: reproduce_mlp.sh mnist|omniglot SWEEP_DIR}"
@@ -13,7 +14,11 @@ run || status=1                                                 # 4 families x 9
 run "mlp_family=--+,-++,+--,+-+,+-v,++-,+++,++v" beta=1 || status=1  # the other 8 at beta = 1
 run "mlp_family=---,-+-,--v,-+v" beta=1 seed=1,2 || status=1    # 2 more seeds at beta = 1
 run mlp_family=-+- objective=target_rate sigma=3,10,20,30 || status=1  # the target rate
+bin="$(dirname "$rdsweep")"
+# Each run's test ELBO at its checkpoint before the last: the report's test_elbo_gain column.
+"$bin/rdsweep-eval" "$sweep_dir" --step previous eval.iwae_samples=1 eval.train_examples=0 \
+  || status=1
 compare=()
 [ "$dataset" = mnist ] && compare=(--compare paper_mnist)  # the paper's beta = 1 table (conv scale)
-"$(dirname "$rdsweep")/rdsweep-report" "$sweep_dir" "${compare[@]}"
+"$bin/rdsweep-report" "$sweep_dir" "${compare[@]}"
 exit $status
