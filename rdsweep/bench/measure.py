@@ -173,7 +173,7 @@ def iwae_rate(cfg: DictConfig, state: TrainState, images, k: int, repeats: int) 
 def iwae_flops_per_sample(cfg: DictConfig, state: TrainState, images, k: int) -> float:
     """XLA's FLOPs per example-sample of one eval_batch call at k samples. max_decodes =
     k x batch puts all k samples in one lax.map step: XLA counts a loop body once, and
-    evaluate()'s grouped loop does the same work (up to the encoder, run once per group)."""
+    evaluate()'s grouped loop does the same work (the encoder runs once per batch in both)."""
     batch = min(cfg.eval.batch_size, len(images))
     lowered = eval_batch.lower(state.apply_fn, state.params, jnp.asarray(images[:batch]),
                                jax.random.PRNGKey(0), k, k * batch, cfg.data.binarization)
