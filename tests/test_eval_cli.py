@@ -29,6 +29,17 @@ def _snapshot(folder):
             for d, _, files in os.walk(folder) for f in files}
 
 
+def _assert_one_line_and_nothing_written(argv, words, tmp_path, capsys):
+    """rdsweep-eval argv exits 2 with one error line holding `words`; tmp_path is unchanged."""
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and err.startswith("rdsweep-eval: error:")
+    assert all(w in err for w in words), err
+    assert _snapshot(tmp_path) == before
+
+
 def test_reevaluation_is_a_new_file_beside_the_untouched_metrics(run_dir, tmp_path, capsys):
     run = copy_run(run_dir, tmp_path)
     metrics = open(os.path.join(run, "metrics.json")).read()
@@ -101,13 +112,7 @@ def test_step_previous_evaluates_the_checkpoint_before_the_last(run_dir, tmp_pat
 def test_bad_steps_give_one_line_and_write_nothing(step, words, run_dir, tmp_path, capsys):
     run = copy_run(run_dir, tmp_path)
     shutil.rmtree(os.path.join(run, "checkpoints", "200"))  # only the last is kept
-    before = _snapshot(tmp_path)
-    with pytest.raises(SystemExit) as exit_:
-        main([run, "--step", step])
-    err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and "\n" not in err and err.startswith("rdsweep-eval: error:")
-    assert all(w in err for w in words), err
-    assert _snapshot(tmp_path) == before
+    _assert_one_line_and_nothing_written([run, "--step", step], words, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("override, words", [
@@ -122,13 +127,8 @@ def test_bad_steps_give_one_line_and_write_nothing(step, words, run_dir, tmp_pat
 def test_bad_overrides_give_one_line_and_write_nothing(override, words, run_dir, tmp_path,
                                                        capsys):
     run = copy_run(run_dir, tmp_path)
-    before = _snapshot(tmp_path)
-    with pytest.raises(SystemExit) as exit_:
-        main([run, "eval.iwae_samples=16", override])
-    err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and "\n" not in err and err.startswith("rdsweep-eval: error:")
-    assert all(w in err for w in words), err
-    assert _snapshot(tmp_path) == before
+    _assert_one_line_and_nothing_written([run, "eval.iwae_samples=16", override], words,
+                                         tmp_path, capsys)
 
 
 def test_a_folder_without_runs_gives_one_line(tmp_path, capsys):
