@@ -10,6 +10,7 @@ evaluates all of it (exact, whatever k).
 from __future__ import annotations
 
 import functools
+import os
 from typing import Dict, Optional, Tuple
 
 import jax
@@ -47,13 +48,34 @@ def log_terms(apply_fn, params, x: jax.Array, key: jax.Array, k: int,
     return LogTerms(log_d=log_d, log_e=log_e, log_m=log_m, kl=kl_divergence(e, m))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def eval_batch(apply_fn, params, images: jax.Array, key: jax.Array, k: int, max_decodes: int,
                binarization: str) -> Dict[str, jax.Array]:
     """The per-example bounds (B,) of one batch of uint8 images (B, *image), k samples each."""
     k_bin, k_z = jax.random.split(key)
     x = prepare_batch(images, k_bin, binarization)
     return rate_distortion(log_terms(apply_fn, params, x, k_z, k, max_decodes))
+
+
+# XLA:CPU's YNNPACK fusions of a reduction, or of a dot with its neighbours, run the decoder
+# and log-prob block here ~1.4x slower than single-dot fusions plus XLA's own loops do
+# (example-samples/s of the mlp at k = 100; scripts: docs/benchmarks.md's iwae rows).
+YNN_FUSION = "xla_cpu_experimental_ynn_fusion_type"
+
+
+def xla_options() -> Optional[Dict[str, str]]:
+    """The evaluation's XLA compiler options: single-dot YNNPACK fusions only, on the CPU and
+    unless the user's XLA_FLAGS choose them."""
+    if jax.default_backend() != "cpu" or YNN_FUSION in os.environ.get("XLA_FLAGS", ""):
+        return None
+    return {YNN_FUSION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+@functools.cache
+def compiled_eval_batch(xla_defaults: bool = False):
+    """eval_batch jitted with xla_options() (decided at the first call, when the backend and
+    XLA_FLAGS are settled), or with XLA's defaults (the benchmark's reference)."""
+    return jax.jit(eval_batch, static_argnums=(0, 4, 5, 6),
+                   compiler_options=None if xla_defaults else xla_options())
 
 
 def evaluate_examples(apply_fn, params, images: np.ndarray, key: jax.Array, k: int,
@@ -65,7 +87,7 @@ def evaluate_examples(apply_fn, params, images: np.ndarray, key: jax.Array, k: i
     batch_size = min(batch_size, n)  # a larger batch would only pad
     # The last batch is padded (with repeats, then cut off) to keep one compiled shape.
     padded = np.take(images, np.arange(n + (-n) % batch_size) % n, axis=0)
-    outs = [eval_batch(apply_fn, params, jnp.asarray(padded[start:start + batch_size]),
+    outs = [compiled_eval_batch()(apply_fn, params, jnp.asarray(padded[start:start + batch_size]),
                        jax.random.fold_in(key, i), k, max_decodes, binarization)
             for i, start in enumerate(range(0, len(padded), batch_size))]
     return {q: np.concatenate([np.asarray(o[q], np.float64) for o in outs])[:n]

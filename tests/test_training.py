@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 
 from helpers import SMALL_MODEL
 from rdsweep import experiment
+from rdsweep import evaluate as evaluation
 from rdsweep.evaluate import evaluate
 from rdsweep.options.tfds_images import load_split
 from rdsweep.train import create_state, make_train_step, stack, train, unstack
@@ -52,6 +53,28 @@ def test_iwae_is_above_elbo_and_grows_with_k(trained):
     # k = 1: the IWAE bound is the ELBO, estimated with the Monte Carlo rate
     assert abs(iwae[0] - results[1]["elbo"]) < 1.0
     assert abs(results[100]["rate"] - results[100]["rate_mc"]) < 0.3  # analytic vs MC rate
+
+
+def test_evaluation_xla_options_keep_the_numbers(trained, real_cfg):
+    """The evaluation's own XLA options (single-dot YNNPACK fusions) change the speed, not the
+    bounds: each example's bounds agree with XLA's default compilation to the rounding of a
+    float32 sum of 784 pixels' terms in another order (n eps = 784 x 1.2e-7 ~ 1e-4)."""
+    state, _, _ = trained
+    images = load_split("test", real_cfg().data)[:250]
+    args = (state.apply_fn, state.params, jax.numpy.asarray(images), jax.random.PRNGKey(3), 20,
+            16384, "static")
+    ours = evaluation.compiled_eval_batch()(*args)
+    reference = evaluation.compiled_eval_batch(xla_defaults=True)(*args)
+    for q in evaluation.QUANTITIES:
+        np.testing.assert_allclose(ours[q], reference[q], rtol=1e-4, atol=1e-4, err_msg=q)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("", {evaluation.YNN_FUSION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}),
+    ("--xla_cpu_experimental_ynn_fusion_type=-reduce", None)])  # the user's choice wins
+def test_evaluation_xla_options_yield_to_the_users_flags(monkeypatch, flags, expected):
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert evaluation.xla_options() == expected
 
 
 def _run(compose, tmp_path, name, *overrides):

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rdsweep import registry
-from rdsweep.evaluate import eval_batch, evaluate
+from rdsweep.evaluate import compiled_eval_batch, evaluate
 from rdsweep.experiment import build_model, grid_batching
 from rdsweep.options.tfds_images import load_split
 from rdsweep.train import (TrainState, create_state, make_optimizer, make_train_chunk,
@@ -175,8 +175,9 @@ def iwae_flops_per_sample(cfg: DictConfig, state: TrainState, images, k: int) ->
     k x batch puts all k samples in one lax.map step: XLA counts a loop body once, and
     evaluate()'s grouped loop does the same work (the encoder runs once per batch in both)."""
     batch = min(cfg.eval.batch_size, len(images))
-    lowered = eval_batch.lower(state.apply_fn, state.params, jnp.asarray(images[:batch]),
-                               jax.random.PRNGKey(0), k, k * batch, cfg.data.binarization)
+    lowered = compiled_eval_batch().lower(state.apply_fn, state.params,
+                                          jnp.asarray(images[:batch]), jax.random.PRNGKey(0),
+                                          k, k * batch, cfg.data.binarization)
     return xla_flops(lowered.compile()) / (batch * k)
 
 
