@@ -170,6 +170,18 @@ def iwae_rate(cfg: DictConfig, state: TrainState, images, k: int, repeats: int) 
     return len(images) * k / seconds
 
 
+def eval_batch_rate(cfg: DictConfig, state: TrainState, images, k: int, xla_defaults: bool,
+                    repeats: int) -> float:
+    """One eval_batch call's example-samples/s on images[:eval.batch_size] at k samples,
+    compiled with rdsweep's XLA options or with XLA's defaults."""
+    batch = jnp.asarray(images[:cfg.eval.batch_size])
+    fn = compiled_eval_batch(xla_defaults)
+    seconds = median_seconds(lambda: jax.block_until_ready(fn(
+        state.apply_fn, state.params, batch, jax.random.PRNGKey(0), k, 16384,
+        cfg.data.binarization)), repeats)
+    return len(batch) * k / seconds
+
+
 def iwae_flops_per_sample(cfg: DictConfig, state: TrainState, images, k: int) -> float:
     """XLA's FLOPs per example-sample of one eval_batch call at k samples. max_decodes =
     k x batch puts all k samples in one lax.map step: XLA counts a loop body once, and

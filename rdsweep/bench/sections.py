@@ -9,7 +9,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 
-from rdsweep.bench.measure import (affordable_steps, compose_config, iwae_flops_per_sample,
+from rdsweep.bench.measure import (affordable_steps, compose_config, eval_batch_rate,
+                                   iwae_flops_per_sample,
                                    iwae_rate, median_process, new_states, note, peak_rss_mib,
                                    rdsweep_cmd, startup_seconds, torch_available, torch_rate,
                                    train_flops_per_image, training_rate)
@@ -155,6 +156,15 @@ def iwae_rows(images: jax.Array, best: float, plan: Plan) -> List[Row]:
                     f"{flops / 1e6:,.2f} MFLOP per example-sample)",
                     f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.0%} of matmul",
                     **target(achieved / best, 0.5, True, "50%")))
+    # The evaluation's XLA options (rdsweep.evaluate.xla_options) against XLA's defaults.
+    k = sorted(rates)[len(rates) // 2]
+    note(f"iwae xla options k={k}")
+    base, ours = (eval_batch_rate(cfg, state, test, k, d, plan.repeats) for d in (True, False))
+    rows.append(Row("iwae", f"one evaluation batch ({min(cfg.eval.batch_size, len(test))} "
+                    f"examples, k={k}) compiled with XLA's default fusions / with rdsweep's "
+                    "(single-dot YNNPACK fusions only)",
+                    f"{base:,.0f} / {ours:,.0f} example-samples/s = {ours / base:.2f}x",
+                    **target(ours / base, 1.0, True, "1.0x")))
     return rows
 
 
