@@ -57,9 +57,10 @@ def wait_for(path, process, timeout=300):
 
 
 def kill(process):
-    """SIGKILL to this process alone (it is the only process of its session)."""
+    """SIGKILL to this process alone (it is the only process of its session); returns what it
+    printed before, (stdout, stderr)."""
     os.kill(process.pid, signal.SIGKILL)
-    process.communicate()
+    return process.communicate()
 
 
 @contextlib.contextmanager

@@ -79,7 +79,7 @@ def test_killed_workers_and_a_corrupted_checkpoint_end_as_an_undisturbed_sweep(t
         if kills < KILLS and new and rng.random() < 0.5:
             time.sleep(rng.uniform(0, 0.5))
             victim = rng.choice(workers)
-            kill(victim)
+            outputs.append(kill(victim))  # it may be the worker that found the corruption
             workers.remove(victim)
             kills += 1
             corrupted = corrupted or _corrupt_one_checkpoint(sweep, runs)
