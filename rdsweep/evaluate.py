@@ -23,6 +23,7 @@ from rdsweep.distributions import kl_divergence
 from rdsweep.models import VAE, LogTerms
 
 QUANTITIES = ("rate", "rate_mc", "distortion", "elbo", "iwae")
+MAX_DECODES = 16384  # decoder inputs per lax.map step: bounds memory at large k
 
 
 def log_terms(apply_fn, params, x: jax.Array, key: jax.Array, k: int,
@@ -58,7 +59,7 @@ def eval_batch(apply_fn, params, images: jax.Array, key: jax.Array, k: int, max_
 
 # XLA:CPU's YNNPACK fusions of a reduction, or of a dot with its neighbours, run the decoder
 # and log-prob block here ~1.4x slower than single-dot fusions plus XLA's own loops do
-# (example-samples/s of the mlp at k = 100; scripts: docs/benchmarks.md's iwae rows).
+# (example-samples/s of the mlp at k = 100; measured by rdsweep-bench's iwae section).
 YNN_FUSION = "xla_cpu_experimental_ynn_fusion_type"
 
 
@@ -79,7 +80,7 @@ def compiled_eval_batch(xla_defaults: bool = False):
 
 
 def evaluate_examples(apply_fn, params, images: np.ndarray, key: jax.Array, k: int,
-                      batch_size: int, binarization: str, max_decodes: int = 16384
+                      batch_size: int, binarization: str, max_decodes: int = MAX_DECODES
                       ) -> Dict[str, np.ndarray]:
     """The bounds of each example of `images` (N, *image) uint8: QUANTITIES, each (N,) float64
     nats."""
@@ -87,15 +88,16 @@ def evaluate_examples(apply_fn, params, images: np.ndarray, key: jax.Array, k: i
     batch_size = min(batch_size, n)  # a larger batch would only pad
     # The last batch is padded (with repeats, then cut off) to keep one compiled shape.
     padded = np.take(images, np.arange(n + (-n) % batch_size) % n, axis=0)
-    outs = [compiled_eval_batch()(apply_fn, params, jnp.asarray(padded[start:start + batch_size]),
-                       jax.random.fold_in(key, i), k, max_decodes, binarization)
+    batch_fn = compiled_eval_batch()
+    outs = [batch_fn(apply_fn, params, jnp.asarray(padded[start:start + batch_size]),
+                     jax.random.fold_in(key, i), k, max_decodes, binarization)
             for i, start in enumerate(range(0, len(padded), batch_size))]
     return {q: np.concatenate([np.asarray(o[q], np.float64) for o in outs])[:n]
             for q in QUANTITIES}
 
 
 def evaluate(apply_fn, params, images: np.ndarray, key: jax.Array, k: int, batch_size: int,
-             binarization: str, max_decodes: int = 16384,
+             binarization: str, max_decodes: int = MAX_DECODES,
              weights: Optional[np.ndarray] = None) -> Tuple[Dict[str, float], str]:
     """(means over all examples of `images` (N, *image) uint8, weighted by `weights` (N,) if
     given (data given as a distribution: then exact expectations), how the rate was computed:

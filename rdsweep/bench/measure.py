@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rdsweep import registry
-from rdsweep.evaluate import compiled_eval_batch, evaluate
+from rdsweep.evaluate import MAX_DECODES, compiled_eval_batch, evaluate
 from rdsweep.experiment import build_model, grid_batching
 from rdsweep.options.tfds_images import load_split
 from rdsweep.train import (TrainState, create_state, make_optimizer, make_train_chunk,
@@ -177,7 +177,7 @@ def eval_batch_rate(cfg: DictConfig, state: TrainState, images, k: int, xla_defa
     batch = jnp.asarray(images[:cfg.eval.batch_size])
     fn = compiled_eval_batch(xla_defaults)
     seconds = median_seconds(lambda: jax.block_until_ready(fn(
-        state.apply_fn, state.params, batch, jax.random.PRNGKey(0), k, 16384,
+        state.apply_fn, state.params, batch, jax.random.PRNGKey(0), k, MAX_DECODES,
         cfg.data.binarization)), repeats)
     return len(batch) * k / seconds
 

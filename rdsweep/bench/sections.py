@@ -10,10 +10,10 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import jax
 
 from rdsweep.bench.measure import (affordable_steps, compose_config, eval_batch_rate,
-                                   iwae_flops_per_sample,
-                                   iwae_rate, median_process, new_states, note, peak_rss_mib,
-                                   rdsweep_cmd, startup_seconds, torch_available, torch_rate,
-                                   train_flops_per_image, training_rate)
+                                   iwae_flops_per_sample, iwae_rate, median_process, new_states,
+                                   note, peak_rss_mib, rdsweep_cmd, startup_seconds,
+                                   torch_available, torch_rate, train_flops_per_image,
+                                   training_rate)
 from rdsweep.experiment import grid_batching
 from rdsweep.options.tfds_images import load_split
 
