@@ -83,6 +83,9 @@ class TrainConfig:
     # hydra/launcher=grid: how a grid's models are stepped in one program: vmap (batched),
     # map (one after another), auto (map on the CPU, vmap on GPUs).
     grid_batching: str = "auto"
+    # XLA:CPU's fusions of the training step (rdsweep.fusions): xla (its defaults), single_dot
+    # (YNNPACK fuses single dots only), auto (single_dot for a model with convolutions).
+    fusions: str = "auto"
 
     def check(self, key: str) -> None:
         at_least(f"{key}.steps", self.steps, 1)
@@ -94,6 +97,7 @@ class TrainConfig:
                  also=" (0: checkpoint only at the end)")
         at_least(f"{key}.keep_checkpoints", self.keep_checkpoints, 1)
         one_of(f"{key}.grid_batching", self.grid_batching, ("auto", "vmap", "map"))
+        one_of(f"{key}.fusions", self.fusions, ("auto", "xla", "single_dot"))
         above(f"{key}.epochs", self.epochs, 0, optional=True)
         at_least(f"{key}.lr_hold_steps", self.lr_hold_steps, 0, optional=True)
         at_least(f"{key}.lr_hold_epochs", self.lr_hold_epochs, 0, integer=False, optional=True)

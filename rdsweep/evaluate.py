@@ -10,13 +10,13 @@ evaluates all of it (exact, whatever k).
 from __future__ import annotations
 
 import functools
-import os
 from typing import Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rdsweep import fusions
 from rdsweep.bounds import rate_distortion, rate_estimator
 from rdsweep.data import prepare_batch
 from rdsweep.distributions import kl_divergence
@@ -57,26 +57,13 @@ def eval_batch(apply_fn, params, images: jax.Array, key: jax.Array, k: int, max_
     return rate_distortion(log_terms(apply_fn, params, x, k_z, k, max_decodes))
 
 
-# XLA:CPU's YNNPACK fusions of a reduction, or of a dot with its neighbours, run the decoder
-# and log-prob block here ~1.4x slower than single-dot fusions plus XLA's own loops do
-# (example-samples/s of the mlp at k = 100; measured by rdsweep-bench's iwae section).
-YNN_FUSION = "xla_cpu_experimental_ynn_fusion_type"
-
-
-def xla_options() -> Optional[Dict[str, str]]:
-    """The evaluation's XLA compiler options: single-dot YNNPACK fusions only, on the CPU and
-    unless the user's XLA_FLAGS choose them."""
-    if jax.default_backend() != "cpu" or YNN_FUSION in os.environ.get("XLA_FLAGS", ""):
-        return None
-    return {YNN_FUSION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
-
-
 @functools.cache
 def compiled_eval_batch(xla_defaults: bool = False):
-    """eval_batch jitted with xla_options() (decided at the first call, when the backend and
-    XLA_FLAGS are settled), or with XLA's defaults (the benchmark's reference)."""
+    """eval_batch jitted with single-dot fusions (rdsweep.fusions; decided at the first call,
+    when the backend and XLA_FLAGS are settled), or with XLA's defaults (the benchmark's
+    reference)."""
     return jax.jit(eval_batch, static_argnums=(0, 4, 5, 6),
-                   compiler_options=None if xla_defaults else xla_options())
+                   compiler_options=None if xla_defaults else fusions.single_dot())
 
 
 def evaluate_examples(apply_fn, params, images: np.ndarray, key: jax.Array, k: int,

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
-from rdsweep import preemption, registry
+from rdsweep import fusions, preemption, registry
 from rdsweep.checkpoints import RunCheckpoints
 from rdsweep.data import DataSource, Split, prepare_batch
 from rdsweep.evaluate import evaluate
@@ -160,7 +160,8 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
         for state, new_rows in train(state, step, jax.device_put(train_split.images), steps,
                                      cfg.train.log_every, examples_per_step(cfg.train, n_train),
                                      grid_batching(cfg.train.grid_batching),
-                                     jax.device_put(train_split.weights)):
+                                     jax.device_put(train_split.weights),
+                                     fusions.options_of(cfg)):
             for i, row in enumerate(new_rows):
                 if diverged[i] is not None:
                     continue

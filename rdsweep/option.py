@@ -35,7 +35,8 @@ class Option:
     code: the model part's letter in the paper's family notation ("-", "+", "v"), or None;
     requires: other groups' options this one works with only, e.g. {"marginal": ("categorical",)};
     subgroups: nested groups of this option and the options of its own group they offer;
-    summary: one line for the option reference (docs/options.md).
+    summary: one line for the option reference (docs/options.md);
+    convolutional: a model part built of convolutions (train.fusions=auto chooses by it).
     """
 
     group: str
@@ -47,6 +48,7 @@ class Option:
     # Nested groups of this option, e.g. {"base": ("conv", "mlp")}: encoder/base=mlp chooses
     # among those options of the same group, stored at <group>.base.
     subgroups: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    convolutional: bool = False
 
     @property
     def target(self) -> str:

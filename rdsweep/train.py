@@ -113,7 +113,8 @@ def make_train_step(batch_size: Optional[int], binarization: str) -> Callable[
     return train_step
 
 
-def make_train_chunk(train_step: Callable, batching: str) -> Callable:
+def make_train_chunk(train_step: Callable, batching: str,
+                     compiler_options: Optional[Dict[str, str]] = None) -> Callable:
     """Jits `n` steps of a stack of K >= 1 models' states (leading axis K; one run is K = 1)
     sharing the training images and, if given, their weights (N,); the state's buffers are
     donated (updated in place). Metrics: (n, K) per name.
@@ -121,12 +122,13 @@ def make_train_chunk(train_step: Callable, batching: str) -> Callable:
     batching: "vmap" (one batched step: fast for matmuls and on GPUs) or "map" (lax.map over the
     models of each model's n-step scan: the K models train one after another inside the
     program, each at the speed of a single run, since XLA:CPU runs vmapped convolutions as slow
-    grouped convolutions).
+    grouped convolutions). compiler_options: XLA's, for the jit (rdsweep.fusions).
     """
     def scan(state, images, n, weights):
         return jax.lax.scan(lambda s, _: train_step(s, images, weights), state, None, length=n)
 
-    @functools.partial(jax.jit, static_argnums=2, donate_argnums=0)
+    @functools.partial(jax.jit, static_argnums=2, donate_argnums=0,
+                       compiler_options=compiler_options)
     def train_chunk(states: TrainState, images: jax.Array, n: int,
                     weights: Optional[jax.Array] = None) -> Tuple[TrainState, Metrics]:
         if batching == "vmap":
@@ -152,16 +154,18 @@ def unstack(state: TrainState, k: int) -> TrainState:
 
 def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int,
           chunk: int, batch_size: int, batching: str = "map",
-          weights: Optional[jax.Array] = None
+          weights: Optional[jax.Array] = None,
+          compiler_options: Optional[Dict[str, str]] = None
           ) -> Iterator[Tuple[TrainState, List[Dict[str, float]]]]:
     """Runs `steps` steps of a stack of K models (see make_train_chunk) in calls of `chunk`
     steps; yields the state and log rows per call, one row per model.
-    batch_size: examples per step (for images/s); weights: the examples' weights (N,), or None.
+    batch_size: examples per step (for images/s); weights: the examples' weights (N,), or None;
+    compiler_options: XLA's (rdsweep.fusions).
 
     A row holds the step reached, the chunk's mean loss/rate/distortion/elbo and images/s (of
     that model; a grid processes K times as many in all).
     """
-    train_chunk = make_train_chunk(train_step, batching)
+    train_chunk = make_train_chunk(train_step, batching, compiler_options)
     start = time.perf_counter()
     done = int(np.min(state.step))
     while done < steps:

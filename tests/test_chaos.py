@@ -3,6 +3,7 @@ share the jobs out), its workers SIGKILLed at random moments and one checkpoint 
 relaunched until it completes, ends with every run's test metrics bitwise equal to an
 undisturbed sweep's."""
 
+import contextlib
 import fcntl
 import os
 import random
@@ -27,31 +28,35 @@ def _status(sweep, run):
 
 
 def _corrupt_one_checkpoint(sweep, runs):
-    """Flips bytes of the newest checkpoint of a run no worker holds (its lock is free after
-    the kill): True if there was one."""
+    """Flips bytes of the newest checkpoint of an unfinished run no worker holds: True if
+    there was one. The test holds the run's lock meanwhile, so that no worker restores that
+    checkpoint while it is being damaged (a worker that tries skips the run for now)."""
     for run in runs:
         folder = sweep / run / "checkpoints"
-        if _status(sweep, run) is None and folder.exists() and not _held(sweep / run):
-            steps = sorted((int(p.name) for p in folder.iterdir() if (p / DIGEST).exists()))
-            if steps:
-                flip_bytes(largest_file(folder / str(steps[-1]) / "state" / "d"))
-                return True
+        if _status(sweep, run) is None and folder.exists():
+            with _locked(sweep / run) as mine:
+                steps = mine and sorted(int(p.name) for p in folder.iterdir()
+                                        if (p / DIGEST).exists())
+                if steps:
+                    flip_bytes(largest_file(folder / str(steps[-1]) / "state" / "d"))
+                    return True
     return False
 
 
-def _held(run_dir):
-    """Whether some process holds run_dir's lock (tried without taking it for long)."""
-    lock = run_dir / ".rdsweep.lock"
-    if not lock.exists():
-        return False
-    fd = os.open(lock, os.O_RDONLY)
+@contextlib.contextmanager
+def _locked(run_dir):
+    """Takes run_dir's lock as a worker would, without waiting: yields whether it got it."""
+    fd = os.open(run_dir / ".rdsweep.lock", os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
-    finally:
         os.close(fd)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @pytest.mark.slow  # two sweeps and several relaunches: 3.5 minutes here
@@ -76,19 +81,21 @@ def test_killed_workers_and_a_corrupted_checkpoint_end_as_an_undisturbed_sweep(t
         # Kill at random moments while the workers train: soon after a random new checkpoint.
         new = set(sweep.glob(f"*/checkpoints/*/{DIGEST}")) - seen
         seen |= new
-        if kills < KILLS and new and rng.random() < 0.5:
+        # Until a checkpoint is corrupted, kill on: a victim may hold a run without one yet.
+        if (kills < KILLS or not corrupted) and new and rng.random() < 0.5:
             time.sleep(rng.uniform(0, 0.5))
             victim = rng.choice(workers)
             outputs.append(kill(victim))  # it may be the worker that found the corruption
             workers.remove(victim)
             kills += 1
-            corrupted = corrupted or _corrupt_one_checkpoint(sweep, runs)
+        if kills and not corrupted:  # the victim's run stays free until a relaunch takes it
+            corrupted = _corrupt_one_checkpoint(sweep, runs)
         time.sleep(0.05)
     for worker in workers:
         outputs.append(worker.communicate())
     logged = "".join(out + err for out, err in outputs)
 
-    assert kills == KILLS and corrupted
+    assert kills >= KILLS and corrupted
     assert "do not match their sha256" in logged  # the corrupted checkpoint was skipped
     assert any(read(sweep / run / "metrics.json")["resumed_from"] > 0 for run in runs)
     for run in runs:

@@ -69,14 +69,6 @@ def test_evaluation_xla_options_keep_the_numbers(trained, real_cfg):
         np.testing.assert_allclose(ours[q], reference[q], rtol=1e-4, atol=1e-4, err_msg=q)
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ("", {evaluation.YNN_FUSION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}),
-    ("--xla_cpu_experimental_ynn_fusion_type=-reduce", None)])  # the user's choice wins
-def test_evaluation_xla_options_yield_to_the_users_flags(monkeypatch, flags, expected):
-    monkeypatch.setenv("XLA_FLAGS", flags)
-    assert evaluation.xla_options() == expected
-
-
 def _run(compose, tmp_path, name, *overrides):
     cfg = compose("train.steps=60", "train.log_every=20", "eval.iwae_samples=2",
                    "eval.train_examples=500", *overrides)

@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from rdsweep import registry
+from rdsweep import fusions, registry
 from rdsweep.evaluate import MAX_DECODES, compiled_eval_batch, evaluate
 from rdsweep.experiment import build_model, grid_batching
 from rdsweep.options.tfds_images import load_split
@@ -84,9 +84,10 @@ def new_states(cfg: DictConfig, images: jax.Array, count: int) -> List[TrainStat
 
 def train_chunk(cfg: DictConfig) -> Callable:
     """cfg's compiled chunk of training steps of a stack of states, batched as rdsweep batches
-    them (train.grid_batching; auto: lax.map on the CPU)."""
+    them (train.grid_batching; auto: lax.map on the CPU) with the XLA options rdsweep compiles
+    it with (train.fusions)."""
     return make_train_chunk(make_train_step(cfg.train.batch_size, cfg.data.binarization),
-                            grid_batching(cfg.train.grid_batching))
+                            grid_batching(cfg.train.grid_batching), fusions.options_of(cfg))
 
 
 def xla_flops(compiled) -> Optional[float]:

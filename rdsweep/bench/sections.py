@@ -9,6 +9,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 
+from rdsweep import fusions
 from rdsweep.bench.measure import (affordable_steps, compose_config, eval_batch_rate,
                                    iwae_flops_per_sample, iwae_rate, median_process, new_states,
                                    note, peak_rss_mib, rdsweep_cmd, startup_seconds,
@@ -105,6 +106,14 @@ def training_rows(names: Sequence[str], overrides: Dict[str, List[str]], images,
         label = f"training `{name}`, batch {b}"
         rows.append(Row("training", f"{label}: rdsweep, {steps}-step scan",
                         f"{rate:,.0f} images/s"))
+        if fusions.options_of(cfg):  # train.fusions=auto chose single-dot fusions: against XLA's
+            base = training_rate(compose_config([*overrides[name], f"train.batch_size={b}",
+                                                 "train.fusions=xla"]),
+                                 device_images, steps, plan.repeats)
+            rows.append(Row("training", f"{label}: XLA's default fusions (train.fusions=xla) "
+                            "/ rdsweep's (auto: single-dot YNNPACK fusions only)",
+                            f"{base:,.0f} / {rate:,.0f} images/s = {rate / base:.2f}x",
+                            **target(rate / base, 1.0, True, "1.0x")))
         if has_torch:
             ref = torch_rate(name, images, b, steps, plan.repeats)
             ratio = rate / ref

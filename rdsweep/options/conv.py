@@ -158,7 +158,7 @@ class ConvDecoderConfig(DecoderConfig):
 
 OPTIONS = [
     Option("encoder", "conv", ConvEncoderConfig, "gated conv net of appendix F -> factorized "
-           "Gaussian", code="-"),
+           "Gaussian", code="-", convolutional=True),
     Option("decoder", "conv", ConvDecoderConfig, "gated deconv net of appendix F -> factorized "
-           "Bernoulli", code="-"),
+           "Bernoulli", code="-", convolutional=True),
 ]

@@ -1,0 +1,66 @@
+"""XLA:CPU fusion choices (rdsweep.fusions): which programs get single-dot fusions, that the
+user's XLA_FLAGS win, and that the choice changes the speed, not the numbers."""
+
+import jax
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+
+from rdsweep import fusions
+from rdsweep.experiment import build_model
+from rdsweep.option import ConfigError
+from rdsweep.registry import check
+from rdsweep.train import create_state, make_optimizer, make_train_chunk, make_train_step, stack
+
+SINGLE_DOT = {fusions.YNN_FUSION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+CONV = ["data=synthetic", "data.image_shape=[12,12,1]", "data.train_examples=200",
+        "latent_dim=4", "encoder=conv", "encoder.channels=[4,4,4,4,8]",
+        "decoder=conv", "decoder.channels=[4,4,4,4,4,4]"]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("", SINGLE_DOT),
+    ("--xla_cpu_experimental_ynn_fusion_type=-reduce", None)])  # the user's choice wins
+def test_single_dot_yields_to_the_users_flags(monkeypatch, flags, expected):
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert fusions.single_dot() == expected
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], None),  # the default mlp: XLA's defaults (its numbers stay as they were)
+    (["mlp_family=+-v"], None),  # IAF over an mlp, VampPrior: no convolution
+    (["encoder=conv"], SINGLE_DOT),
+    (["decoder=conv"], SINGLE_DOT),
+    (["mlp_family=-+-"], SINGLE_DOT),  # an mlp encoder, the PixelCNN decoder
+    (["encoder=iaf", "encoder/base=conv", "decoder=mlp"], SINGLE_DOT),  # a nested conv part
+    (["encoder=conv", "train.fusions=xla"], None),
+    (["train.fusions=single_dot"], SINGLE_DOT)])
+def test_auto_chooses_single_dot_fusions_for_models_with_convolutions(
+        make_cfg, monkeypatch, overrides, expected):
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert fusions.options_of(make_cfg(*overrides)) == expected
+
+
+def test_an_unknown_fusion_choice_fails_at_start_up(make_cfg):
+    with pytest.raises(ConfigError, match=r"train.fusions=fast is invalid"):
+        check(make_cfg("train.fusions=fast"))
+
+
+@pytest.mark.slow  # two compilations of a conv model's training: ~50 s on 2 busy cores
+def test_single_dot_fusions_keep_a_conv_models_training_numbers(make_cfg, monkeypatch):
+    """Ten steps of a small conv VAE compiled both ways: the parameters and the per-step bounds
+    agree to float32 rounding of sums taken in another order (rtol 1e-4)."""
+    monkeypatch.setenv("XLA_FLAGS", "")
+    cfg = make_cfg(*CONV, "train.batch_size=16")
+    images = jax.device_put(instantiate(cfg.data).load()[0].images)
+    state = create_state(build_model(cfg), make_optimizer(cfg.train, len(images)),
+                         instantiate(cfg.objective), np.zeros((1, 12, 12, 1), np.float32),
+                         jax.random.PRNGKey(0))
+    step = make_train_step(16, "static")
+    runs = [make_train_chunk(step, "map", options)(stack([state]), images, 10)
+            for options in (None, fusions.single_dot())]
+    assert runs[1][1]["loss"].shape == (10, 1)
+    for name in ("loss", "rate", "distortion"):
+        np.testing.assert_allclose(runs[1][1][name], runs[0][1][name], rtol=1e-4, err_msg=name)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+                           runs[1][0].params, runs[0][0].params)
