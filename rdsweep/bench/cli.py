@@ -23,6 +23,7 @@ from rdsweep.bench.measure import compose_config, first_step, matmul_flops, mode
 from rdsweep.bench.sections import (QUICK, SHORT_EVAL, Plan, Row, grid_rows, iwae_rows,
                                     main_rows, matmul_rows, memory_rows, scaling_rows,
                                     startup_rows, training_rows)
+from rdsweep.fileio import atomic_write
 from rdsweep.options.tfds_images import load_split
 
 PROG = "rdsweep-bench"
@@ -30,6 +31,9 @@ SECTIONS = ("matmul", "training", "layers", "startup", "iwae", "memory", "scalin
             "main")
 MODEL_SECTIONS = ("training", "startup")  # the sections that a model name in --only restricts
 FULL_COMMAND = f"TFDS_DATA_DIR=../shared/tfds {PROG} --write docs/benchmarks.md"
+# Where a written document's hand-written part (the analysis of its figures) starts: --write
+# replaces what comes before this line and keeps the rest.
+ANALYSIS = "<!-- hand-written analysis below: rdsweep-bench --write keeps it -->"
 
 
 def machine() -> List[str]:
@@ -80,6 +84,14 @@ def document(rows: Sequence[Row], header: Sequence[str], quick: bool, plan: Plan
         met = "" if r.met is None else ("yes" if r.met else "**no**")
         lines.append(f"| {r.section} | {r.measurement} | {r.value} | {r.target} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def keep_analysis(text: str, previous: Optional[str]) -> str:
+    """The new document `text`, followed by the previous document's part from ANALYSIS on, if
+    it has one."""
+    if previous is None or ANALYSIS not in previous:
+        return text
+    return text + "\n" + previous[previous.index(ANALYSIS):]
 
 
 def selection(only: Optional[str], known: Sequence[str],
@@ -157,6 +169,7 @@ def main() -> None:
     text = document(rows, header, args.quick, plan, time.perf_counter() - start)
     print(text)
     if args.write:
-        Path(args.write).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.write).write_text(text)
+        path = Path(args.write)
+        text = keep_analysis(text, path.read_text() if path.exists() else None)
+        atomic_write(str(path), lambda f: f.write(text))
         note(f"wrote {args.write}")

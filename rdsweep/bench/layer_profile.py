@@ -9,6 +9,7 @@ from typing import List, Tuple
 import jax
 import jax.numpy as jnp
 
+from rdsweep import fusions
 from rdsweep.bench.measure import (affordable_steps, compose_config, median_seconds,
                                    model_overrides, note, torch_available, training_rate)
 from rdsweep.bench.sections import Plan, Row
@@ -50,7 +51,7 @@ def jax_layer_seconds(spec: LayerSpec, batch: int, repeats: int, steps: int = 20
     params = layer.init(jax.random.PRNGKey(1), x)
     grad = jax.grad(lambda p, x: jnp.sum(layer.apply(p, x) ** 2), argnums=(0, 1))
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=fusions.single_dot())  # as conv_small trains
     def many(params, x):
         # x moves every step too: with a constant x, XLA lifts the work that depends on x alone
         # (e.g. an input's patches for the kernel gradient) out of the loop, and it goes untimed.
