@@ -1,5 +1,5 @@
-"""The benchmark's `layers` section: forward + backward time of each conv layer of `conv_small`
-in rdsweep and in PyTorch, against one training step of the whole model."""
+"""The benchmark's `layers` section: forward and forward + backward time of each conv layer of
+`conv_small` in rdsweep and in PyTorch, against one training step of the whole model."""
 
 from __future__ import annotations
 
@@ -40,9 +40,10 @@ def conv_small_layers() -> List[LayerSpec]:
             ("decoder out (linear)", 28, d[5], 1, 5, 1, "out", "SAME")]
 
 
-def jax_layer_seconds(spec: LayerSpec, batch: int, repeats: int, steps: int = 20) -> float:
-    """Seconds of one forward + backward (parameter and input gradients) of an rdsweep layer,
-    from a compiled scan of `steps` of them."""
+def jax_layer_seconds(spec: LayerSpec, batch: int, repeats: int, backward: bool = True,
+                      steps: int = 20) -> float:
+    """Seconds of one forward + backward (parameter and input gradients), or of one forward
+    alone, of an rdsweep layer, from a compiled scan of `steps` of them."""
     _, side, c_in, c_out, k, stride, kind, padding = spec
     make = functools.partial(Deconv if kind == "deconv" else Conv, kernel_size=(k, k),
                              strides=stride, padding=padding)
@@ -57,6 +58,8 @@ def jax_layer_seconds(spec: LayerSpec, batch: int, repeats: int, steps: int = 20
         # (e.g. an input's patches for the kernel gradient) out of the loop, and it goes untimed.
         def body(carry, _):
             p, x = carry
+            if not backward:
+                return (p, x - 1e-6 * jnp.mean(layer.apply(p, x))), None
             dp, dx = grad(p, x)
             return (jax.tree_util.tree_map(lambda a, b: a - 1e-6 * b, p, dp), x - 1e-6 * dx), None
         return jax.lax.scan(body, (params, x), None, length=steps)[0]
@@ -64,8 +67,9 @@ def jax_layer_seconds(spec: LayerSpec, batch: int, repeats: int, steps: int = 20
     return median_seconds(lambda: jax.block_until_ready(many(params, x)), repeats) / steps
 
 
-def torch_layer_seconds(spec: LayerSpec, batch: int, repeats: int, steps: int = 20) -> float:
-    """The same layer as torch_reference builds it, forward + backward."""
+def torch_layer_seconds(spec: LayerSpec, batch: int, repeats: int, backward: bool = True,
+                        steps: int = 20) -> float:
+    """The same layer as torch_reference builds it, forward + backward or forward alone."""
     import torch
     from torch import nn
 
@@ -85,10 +89,14 @@ def torch_layer_seconds(spec: LayerSpec, batch: int, repeats: int, steps: int = 
     else:
         layer = gated(nn.Conv2d, c_in, c_out, k, stride, padding=k // 2 if padding == "SAME"
                       else 0)
-    x = torch.randn(batch, c_in, side, side, requires_grad=True)
+    x = torch.randn(batch, c_in, side, side, requires_grad=backward)
 
     def run():
         for _ in range(steps):
+            if not backward:
+                with torch.no_grad():
+                    layer(x)
+                continue
             layer.zero_grad()
             (layer(x) ** 2).sum().backward()
 
@@ -103,15 +111,18 @@ def layer_rows(device_images: jax.Array, plan: Plan) -> List[Row]:
         name, side, c_in, c_out, k, stride, kind, padding = spec
         note(f"layers {name}")
         t = jax_layer_seconds(spec, b, plan.repeats)
+        f = jax_layer_seconds(spec, b, plan.repeats, backward=False)
         total += t
         label = (f"`conv_small` {name}: {side}x{side}x{c_in} -> {c_out}"
                  f"{' (x2, gated)' if kind != 'out' else ''}, {k}x{k}, stride {stride}, "
-                 f"{padding.lower()}, batch {b}, forward + backward")
-        value = f"rdsweep {t * 1e3:.2f} ms"
+                 f"{padding.lower()}, batch {b}: forward + backward (forward alone)")
+        value = f"rdsweep {t * 1e3:.2f} ms ({f * 1e3:.2f})"
         if has_torch:
             ref = torch_layer_seconds(spec, b, plan.repeats)
+            ref_f = torch_layer_seconds(spec, b, plan.repeats, backward=False)
             torch_total += ref
-            value += f", PyTorch {ref * 1e3:.2f} ms (rdsweep speed / PyTorch's: {ref / t:.2f}x)"
+            value += (f", PyTorch {ref * 1e3:.2f} ms ({ref_f * 1e3:.2f}); rdsweep speed / "
+                      f"PyTorch's: {ref / t:.2f}x ({ref_f / f:.2f}x)")
         rows.append(Row("layers", label, value))
     cfg = compose_config([*model_overrides().get("conv_small", ["family=---"]),
                           f"train.batch_size={b}"])
