@@ -2,9 +2,9 @@
 batch): compiler options for `jax.jit(..., compiler_options=...)`, None for XLA's defaults.
 
 XLA:CPU's default YNNPACK fusions put a reduction, or a dot with its neighbours, into one
-library call. Here that runs the mlp's evaluation ~1.2-1.6x and the conv models' training
-~1.2x slower than single-dot fusions plus XLA's own loops (rdsweep-bench's iwae and training
-sections measure both). A user's XLA_FLAGS naming the option win over these choices.
+library call. Here that runs the mlp's evaluation ~1.5x and the conv-decoder models' training
+up to ~1.3x slower than single-dot fusions plus XLA's own loops (rdsweep-bench's iwae and
+training sections measure both). A user's XLA_FLAGS naming the option win over these choices.
 """
 
 from __future__ import annotations
@@ -26,15 +26,13 @@ def single_dot() -> Optional[Dict[str, str]]:
     return {YNN_FUSION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
-def training(choice: str, convolutional: bool) -> Optional[Dict[str, str]]:
-    """The training chunk's options for train.fusions = choice (auto, xla, single_dot). auto: single_dot for
-    a model with a convolutional part (faster there), XLA's defaults otherwise (no faster for
-    the mlp, whose numbers then stay those of earlier versions)."""
-    if choice == "auto":
-        choice = "single_dot" if convolutional else "xla"
-    return single_dot() if choice == "single_dot" else None
-
-
 def options_of(cfg: Any) -> Optional[Dict[str, str]]:
-    """training() for a composed config: its train.fusions and its model's parts."""
-    return training(cfg.train.fusions, any(opt.convolutional for opt in registry.parts(cfg)))
+    """The training chunk's options for a composed config's train.fusions (auto, xla,
+    single_dot). auto: single_dot if its decoder's option says its models train faster so (the
+    conv decoder), XLA's defaults otherwise (the mlp: no faster, and its numbers stay those of
+    earlier versions; the PixelCNN: slower for pixelcnn_small)."""
+    choice = cfg.train.fusions
+    if choice == "auto":
+        decoder = registry.chosen(cfg, "decoder")
+        choice = "single_dot" if decoder is not None and decoder.single_dot_fusions else "xla"
+    return single_dot() if choice == "single_dot" else None

@@ -85,18 +85,6 @@ def family_code(cfg: Any) -> str:
     return "/".join(option_name(cfg, group) for group in PARTS)
 
 
-def parts(cfg: DictConfig) -> List[Option]:
-    """The registry's options of every model part in cfg, nested ones (encoder.base) too."""
-    found = []
-    for group in ("encoder", "decoder", "marginal"):
-        node = cfg[group]
-        while isinstance(node, DictConfig) and "_target_" in node:
-            target = _class_name(node._target_)
-            found += [opt for opt in options()[group].values() if _class_name(opt.target) == target]
-            node = node.get("base")
-    return found
-
-
 def all_sizes() -> List[str]:
     """Every size preset name of every option, in order of first appearance."""
     names: Dict[str, None] = {}

@@ -28,14 +28,15 @@ def test_single_dot_yields_to_the_users_flags(monkeypatch, flags, expected):
 
 @pytest.mark.parametrize("overrides, expected", [
     ([], None),  # the default mlp: XLA's defaults (its numbers stay as they were)
-    (["mlp_family=+-v"], None),  # IAF over an mlp, VampPrior: no convolution
-    (["encoder=conv"], SINGLE_DOT),
     (["decoder=conv"], SINGLE_DOT),
-    (["mlp_family=-+-"], SINGLE_DOT),  # an mlp encoder, the PixelCNN decoder
-    (["encoder=iaf", "encoder/base=conv", "decoder=mlp"], SINGLE_DOT),  # a nested conv part
-    (["encoder=conv", "train.fusions=xla"], None),
+    (["family=--v"], SINGLE_DOT),
+    (["family=+-+"], SINGLE_DOT),
+    (["encoder=conv"], None),  # the decoder decides: here the mlp's
+    (["family=-+-"], None),  # the PixelCNN decoder
+    (["mlp_family=-+-"], None),
+    (["decoder=conv", "train.fusions=xla"], None),
     (["train.fusions=single_dot"], SINGLE_DOT)])
-def test_auto_chooses_single_dot_fusions_for_models_with_convolutions(
+def test_auto_chooses_single_dot_fusions_for_conv_decoders(
         make_cfg, monkeypatch, overrides, expected):
     monkeypatch.setenv("XLA_FLAGS", "")
     assert fusions.options_of(make_cfg(*overrides)) == expected

@@ -128,7 +128,7 @@ def training_rows(names: Sequence[str], overrides: Dict[str, List[str]], images,
             rows.append(Row(
                 "training", f"{label}: rdsweep achieved (XLA cost analysis: "
                 f"{flops / 1e6:,.2f} MFLOP/image)",
-                f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.0%} of matmul",
+                f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.1%} of matmul",
                 **fraction_target(name, achieved / best)))
     return rows
 
@@ -163,7 +163,7 @@ def iwae_rows(images: jax.Array, best: float, plan: Plan) -> List[Row]:
     achieved = flops * rates[k]
     rows.append(Row("iwae", f"IWAE evaluation, k={k}: achieved (XLA cost analysis: "
                     f"{flops / 1e6:,.2f} MFLOP per example-sample)",
-                    f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.0%} of matmul",
+                    f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.1%} of matmul",
                     **target(achieved / best, 0.5, True, "50%")))
     # The evaluation's XLA options (rdsweep.evaluate.xla_options) against XLA's defaults.
     k = sorted(rates)[len(rates) // 2]

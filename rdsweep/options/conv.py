@@ -158,7 +158,7 @@ class ConvDecoderConfig(DecoderConfig):
 
 OPTIONS = [
     Option("encoder", "conv", ConvEncoderConfig, "gated conv net of appendix F -> factorized "
-           "Gaussian", code="-", convolutional=True),
+           "Gaussian", code="-"),
     Option("decoder", "conv", ConvDecoderConfig, "gated deconv net of appendix F -> factorized "
-           "Bernoulli", code="-", convolutional=True),
+           "Bernoulli", code="-", single_dot_fusions=True),
 ]

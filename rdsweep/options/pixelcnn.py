@@ -252,5 +252,5 @@ class PixelCNNDecoderConfig(DecoderConfig):
 OPTIONS = [
     Option("decoder", "pixelcnn", PixelCNNDecoderConfig,
            "gated PixelCNN++ (appendix F): autoregressive Bernoulli over the whole image",
-           code="+", convolutional=True),
+           code="+"),
 ]
