@@ -160,13 +160,19 @@ def job_config(cfg: DictConfig) -> DictConfig:
 # identity.
 _LOCATION_KEYS = ("dir", "download", "cache_dir")
 _TOP_LOCATION_KEYS = ("compilation_cache_dir", "tracker")
+# How XLA compiles the step, not what is trained (it moves only the floats' rounding, as another
+# jaxlib would): runs recorded before the key existed keep their identity.
+_COMPILE_KEYS = ("fusions",)
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A short, stable identity of a run: sha256 of the resolved job config, less data locations."""
+    """A short, stable identity of a run: sha256 of the resolved job config, less data locations
+    and compiler choices."""
     job = OmegaConf.to_container(job_config(cfg))
     for key in _LOCATION_KEYS:
         job["data"].pop(key, None)
+    for key in _COMPILE_KEYS:
+        job["train"].pop(key, None)
     for key in _TOP_LOCATION_KEYS:
         job.pop(key, None)
     text = OmegaConf.to_yaml(OmegaConf.create(job), sort_keys=True)

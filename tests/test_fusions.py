@@ -7,6 +7,7 @@ import pytest
 from hydra.utils import instantiate
 
 from rdsweep import fusions
+from rdsweep.config import config_hash
 from rdsweep.experiment import build_model
 from rdsweep.option import ConfigError
 from rdsweep.registry import check
@@ -65,3 +66,12 @@ def test_single_dot_fusions_keep_a_conv_models_training_numbers(make_cfg, monkey
         np.testing.assert_allclose(runs[1][1][name], runs[0][1][name], rtol=1e-4, err_msg=name)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
                            runs[1][0].params, runs[0][0].params)
+
+
+def test_the_fusion_choice_is_outside_a_runs_identity(make_cfg):
+    """A run started under one choice resumes under another (only the floats' rounding moves,
+    as under another jaxlib), and runs recorded before the key existed keep their identity."""
+    hashes = {config_hash(make_cfg("family=---", f"train.fusions={choice}"))
+              for choice in ("auto", "xla", "single_dot")}
+    assert len(hashes) == 1
+    assert config_hash(make_cfg("family=---")) != config_hash(make_cfg("family=-+-"))
