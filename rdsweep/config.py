@@ -84,7 +84,7 @@ class TrainConfig:
     # map (one after another), auto (map on the CPU, vmap on GPUs).
     grid_batching: str = "auto"
     # XLA:CPU's fusions of the training step (rdsweep.fusions): xla (its defaults), single_dot
-    # (YNNPACK fuses single dots only), auto (single_dot for a model with convolutions).
+    # (YNNPACK fuses single dots only), auto (single_dot for the conv decoder's models).
     fusions: str = "auto"
 
     def check(self, key: str) -> None:

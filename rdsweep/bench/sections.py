@@ -165,7 +165,7 @@ def iwae_rows(images: jax.Array, best: float, plan: Plan) -> List[Row]:
                     f"{flops / 1e6:,.2f} MFLOP per example-sample)",
                     f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.1%} of matmul",
                     **target(achieved / best, 0.5, True, "50%")))
-    # The evaluation's XLA options (rdsweep.evaluate.xla_options) against XLA's defaults.
+    # The evaluation's XLA options (rdsweep.fusions.single_dot) against XLA's defaults.
     k = sorted(rates)[len(rates) // 2]
     note(f"iwae xla options k={k}")
     base, ours = (eval_batch_rate(cfg, state, test, k, d, plan.repeats) for d in (True, False))
