@@ -9,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # correctness only: one thread does not stall when the cores are busy
 
-from rdsweep.bench import torch_reference as ref  # noqa: E402  (after the skip)
+from rdsweep.bench import layer_profile as lp  # noqa: E402  (after the skip)
+from rdsweep.bench import torch_reference as ref  # noqa: E402
 from rdsweep.experiment import build_model  # noqa: E402
 
 NAMES = sorted(ref.REFERENCES)
@@ -66,3 +67,19 @@ def test_train_images_per_s():
     images = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3).astype(np.uint8) * 255
     rate = ref.train_images_per_s("mlp", images, batch_size=4, steps=2, repeats=2, warmup=1)
     assert np.isfinite(rate) and rate > 0
+
+
+@pytest.mark.parametrize("layer", lp.conv_small_layers() + lp.pixelcnn_layers("small"),
+                         ids=lambda layer: layer.label)
+def test_profiled_layers_have_their_twins_shape(layer):
+    """The bench's `layers` section times each rdsweep layer beside a PyTorch twin: the same
+    parameters (tensor sizes) and the same output shape."""
+    key = jax.random.PRNGKey(0)
+    xs = [jnp.zeros((2, *s)) for s in layer.shapes]
+    params = jax.eval_shape(layer.flax.init, key, *xs)
+    out = jax.eval_shape(layer.flax.apply, params, *xs)
+    twin = layer.torch(ref)
+    expected = sorted(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
+    assert sorted(p.numel() for p in twin.parameters()) == expected
+    torch_out = twin(*[torch.zeros(2, c, h, w) for h, w, c in layer.shapes])
+    assert tuple(torch_out.permute(0, 2, 3, 1).shape) == out.shape

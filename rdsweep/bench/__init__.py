@@ -29,10 +29,12 @@ the training and startup rows to it):
             number K = 1, 2, 4, 8 of models trained as one grid (total and per model), each K
             batched both ways (train.grid_batching=map and vmap; target: what `auto` picks is
             the faster), at --steps x --batch-size images per timed call.
-  layers    the profile of `conv_small`: forward + backward milliseconds of each of its conv
-            layers (batch --batch-size) in rdsweep (rdsweep.layers' modules) and in PyTorch
-            (rdsweep.bench.torch_reference's layers), their ratio, and the layers' sum against
-            one training step of the whole model: where the time of a conv model goes.
+  layers    the profiles of `conv_small` and `pixelcnn_small`: forward + backward (and forward
+            alone) milliseconds of each conv layer of conv_small, and of each kind of layer of
+            the PixelCNN network at each side (times how often the network runs it), at batch
+            --batch-size, in rdsweep (rdsweep.layers' and rdsweep.options.pixelcnn's modules)
+            and in PyTorch (rdsweep.bench.torch_reference's), their ratio, and the layers' sum
+            against one training step of the whole model: where a model's time goes.
   grid      wall time of 8 short mlp runs (seeds 0-7, 300 steps, short evaluation) as one
             `hydra/launcher=grid` process against 8 processes one after another, start-up,
             compilation and data loading included (target: ratio <= 0.6).
