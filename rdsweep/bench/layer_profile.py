@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from rdsweep import fusions
-from rdsweep.bench.measure import (affordable_steps, compose_config, median_seconds,
-                                   model_overrides, note, torch_available, training_rate)
+from rdsweep.bench.measure import (affordable_steps, compose_config, model_overrides, note,
+                                   side_by_side, torch_available, training_rate)
 from rdsweep.bench.sections import Plan, Row
 from rdsweep.layers import Conv, Deconv, Gated
 from rdsweep.options import pixelcnn
@@ -120,11 +120,14 @@ def _inputs(layer: Layer, batch: int) -> Tuple[jax.Array, ...]:
     return tuple(jax.random.normal(k, (batch, *s)) for k, s in zip(keys, layer.shapes))
 
 
-def jax_layer_seconds(layer: Layer, batch: int, repeats: int, options: Optional[dict],
-                      backward: bool = True, steps: int = 20) -> float:
-    """Seconds of one forward + backward (parameter and input gradients), or of one forward
-    alone, of an rdsweep layer, from a scan of `steps` of them compiled with XLA `options` (its
-    model's train.fusions choice)."""
+STEPS = 20  # layer passes per timed call
+
+
+def jax_layer_call(layer: Layer, batch: int, options: Optional[dict],
+                   backward: bool = True) -> Callable[[], object]:
+    """One blocking call of STEPS forward + backward passes (parameter and input gradients), or
+    forward passes alone, of an rdsweep layer: a scan compiled with XLA `options` (its model's
+    train.fusions choice)."""
     xs = _inputs(layer, batch)
     params = layer.flax.init(jax.random.PRNGKey(1), *xs)
     grad = jax.grad(lambda p, xs: jnp.sum(layer.flax.apply(p, *xs) ** 2), argnums=(0, 1))
@@ -140,14 +143,13 @@ def jax_layer_seconds(layer: Layer, batch: int, repeats: int, options: Optional[
                 shift = 1e-6 * jnp.mean(layer.flax.apply(p, *xs))
                 return (p, tuple(x - shift for x in xs)), None
             return jax.tree_util.tree_map(lambda a, b: a - 1e-6 * b, carry, grad(p, xs)), None
-        return jax.lax.scan(body, (params, xs), None, length=steps)[0]
+        return jax.lax.scan(body, (params, xs), None, length=STEPS)[0]
 
-    return median_seconds(lambda: jax.block_until_ready(many(params, xs)), repeats) / steps
+    return lambda: jax.block_until_ready(many(params, xs))
 
 
-def torch_layer_seconds(layer: Layer, batch: int, repeats: int, backward: bool = True,
-                        steps: int = 20) -> float:
-    """The same for the layer's PyTorch twin (NCHW inputs)."""
+def torch_layer_call(layer: Layer, batch: int, backward: bool = True) -> Callable[[], None]:
+    """The same for the layer's PyTorch twin (NCHW inputs), eager."""
     import torch
 
     from rdsweep.bench import torch_reference
@@ -156,7 +158,7 @@ def torch_layer_seconds(layer: Layer, batch: int, repeats: int, backward: bool =
     xs = [torch.randn(batch, c, h, w, requires_grad=backward) for h, w, c in layer.shapes]
 
     def run():
-        for _ in range(steps):
+        for _ in range(STEPS):
             if not backward:
                 with torch.no_grad():
                     module(*xs)
@@ -164,7 +166,7 @@ def torch_layer_seconds(layer: Layer, batch: int, repeats: int, backward: bool =
             module.zero_grad()
             (module(*xs) ** 2).sum().backward()
 
-    return median_seconds(run, repeats) / steps
+    return run
 
 
 def model_layer_rows(model: str, fallback: Sequence[str], layers: Sequence[Layer],
@@ -175,32 +177,33 @@ def model_layer_rows(model: str, fallback: Sequence[str], layers: Sequence[Layer
     cfg = compose_config([*model_overrides().get(model, fallback), f"train.batch_size={b}"])
     options = fusions.options_of(cfg)  # as the model trains
     has_torch = torch_available()
-    rows, total, torch_total = [], 0.0, 0.0
+    rows, total, torch_total = [], 0.0, 0.0  # ms
     for layer in layers:
         note(f"layers {model} {layer.label}")
-        t = jax_layer_seconds(layer, b, plan.repeats, options)
-        f = jax_layer_seconds(layer, b, plan.repeats, options, backward=False)
-        total += layer.count * t
+        calls = {"t": jax_layer_call(layer, b, options),
+                 "f": jax_layer_call(layer, b, options, backward=False)}
+        if has_torch:
+            calls.update(ref=torch_layer_call(layer, b), ref_f=torch_layer_call(layer, b, False))
+        ms = {k: seconds / STEPS * 1e3 for k, seconds in side_by_side(calls, plan.repeats).items()}
+        total += layer.count * ms["t"]
         times = f" (x{layer.count} per step)" if layer.count > 1 else ""
         label = f"`{model}` {layer.label}, batch {b}{times}: forward + backward (forward alone)"
-        value = f"rdsweep {t * 1e3:.2f} ms ({f * 1e3:.2f})"
+        value = f"rdsweep {ms['t']:.2f} ms ({ms['f']:.2f})"
         if has_torch:
-            ref = torch_layer_seconds(layer, b, plan.repeats)
-            ref_f = torch_layer_seconds(layer, b, plan.repeats, backward=False)
-            torch_total += layer.count * ref
-            value += (f", PyTorch {ref * 1e3:.2f} ms ({ref_f * 1e3:.2f}); rdsweep speed / "
-                      f"PyTorch's: {ref / t:.2f}x ({ref_f / f:.2f}x)")
+            torch_total += layer.count * ms["ref"]
+            value += (f", PyTorch {ms['ref']:.2f} ms ({ms['ref_f']:.2f}); rdsweep speed / "
+                      f"PyTorch's: {ms['ref'] / ms['t']:.2f}x ({ms['ref_f'] / ms['f']:.2f}x)")
         rows.append(Row("layers", label, value))
     steps = affordable_steps(cfg, device_images, plan.steps, plan.call_seconds)
-    step = b / training_rate(cfg, device_images, steps, plan.repeats)
-    value = f"rdsweep {total * 1e3:.1f} ms"
+    step = b / training_rate(cfg, device_images, steps, plan.repeats) * 1e3
+    value = f"rdsweep {total:.1f} ms"
     if has_torch:
-        value += (f", PyTorch {torch_total * 1e3:.1f} ms (rdsweep speed / PyTorch's: "
+        value += (f", PyTorch {torch_total:.1f} ms (rdsweep speed / PyTorch's: "
                   f"{torch_total / total:.2f}x)")
     return rows + [
         Row("layers", f"`{model}`: the layers above, summed (times their count)", value),
         Row("layers", f"`{model}`: one rdsweep training step (batch {b}), whole model",
-            f"{step * 1e3:.1f} ms: the layers above are {total / step:.0%} of it")]
+            f"{step:.1f} ms: the layers above are {total / step:.0%} of it")]
 
 
 def layer_rows(device_images: jax.Array, plan: Plan) -> List[Row]:

@@ -101,16 +101,25 @@ def xla_flops(compiled) -> Optional[float]:
 # In-process timings
 
 
+def side_by_side(calls: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, float]:
+    """Median wall time (s) of each call (each must block until its result is ready), timed in
+    alternation after one warm-up call each: every round runs every call once, so a load spike
+    of a shared machine hits all of them alike, not one of them."""
+    for fn in calls.values():
+        fn()
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time (s) of fn() (which must block until its result is ready), after a
     warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return side_by_side({"": fn}, repeats)[""]
 
 
 def matmul_flops(repeats: int, sizes=(512, 1024, 2048)) -> Dict[int, float]:
@@ -123,10 +132,11 @@ def matmul_flops(repeats: int, sizes=(512, 1024, 2048)) -> Dict[int, float]:
     return out
 
 
-def training_rate(cfg: DictConfig, images: jax.Array, steps: int, repeats: int,
-                  models: int = 1) -> float:
-    """Training images/s (all `models` together) of cfg's model in one compiled scan of `steps`
-    steps of a stack of `models` states: one run (models = 1) or a grid, as rdsweep trains it."""
+def training_call(cfg: DictConfig, images: jax.Array, steps: int,
+                  models: int = 1) -> Callable[[], None]:
+    """One blocking call of cfg's compiled scan of `steps` training steps of a stack of
+    `models` states: one run (models = 1) or a grid, as rdsweep trains it. It trains on from
+    where the last call left off."""
     chunk = train_chunk(cfg)
     holder = {"state": stack(new_states(cfg, images, models))}
 
@@ -134,7 +144,19 @@ def training_rate(cfg: DictConfig, images: jax.Array, steps: int, repeats: int,
         holder["state"], metrics = chunk(holder["state"], images, steps)
         jax.block_until_ready(metrics)
 
-    return steps * cfg.train.batch_size * models / median_seconds(run, repeats)
+    return run
+
+
+def images_per_s(cfg: DictConfig, steps: int, seconds: float, models: int = 1) -> float:
+    """Training images/s (all `models` together) of `seconds` per call of `steps` steps."""
+    return steps * cfg.train.batch_size * models / seconds
+
+
+def training_rate(cfg: DictConfig, images: jax.Array, steps: int, repeats: int,
+                  models: int = 1) -> float:
+    """Training images/s of training_call(cfg, images, steps, models), timed alone."""
+    seconds = median_seconds(training_call(cfg, images, steps, models), repeats)
+    return images_per_s(cfg, steps, seconds, models)
 
 
 def train_flops_per_image(cfg: DictConfig, images: jax.Array) -> Optional[float]:
@@ -153,13 +175,13 @@ def affordable_steps(cfg: DictConfig, images: jax.Array, max_steps: int,
     return int(min(max_steps, max(1, call_seconds * rate / cfg.train.batch_size)))
 
 
-def torch_rate(name: str, images, batch_size: int, steps: int, repeats: int) -> float:
-    """PyTorch training images/s of torch_reference.REFERENCES entry `name` (torch's default
-    threads), median of `repeats` loops of `steps` steps after one such loop untimed."""
-    from rdsweep.bench.torch_reference import train_images_per_s
+def torch_call(name: str, images, batch_size: int, steps: int) -> Callable[[], None]:
+    """One blocking call of `steps` PyTorch training steps of torch_reference.REFERENCES entry
+    `name` (torch's default threads)."""
+    from rdsweep.bench.torch_reference import trainer
 
-    return train_images_per_s(name, images, batch_size, steps=steps, repeats=repeats,
-                              warmup=steps)
+    _, train = trainer(name, images, batch_size)
+    return lambda: train(steps)
 
 
 def iwae_rate(cfg: DictConfig, state: TrainState, images, k: int, repeats: int) -> float:

@@ -11,10 +11,10 @@ import jax
 
 from rdsweep import fusions
 from rdsweep.bench.measure import (affordable_steps, compose_config, eval_batch_rate,
-                                   iwae_flops_per_sample, iwae_rate, median_process, new_states,
-                                   note, peak_rss_mib, rdsweep_cmd, startup_seconds,
-                                   torch_available, torch_rate, train_flops_per_image,
-                                   training_rate)
+                                   images_per_s, iwae_flops_per_sample, iwae_rate, median_process,
+                                   new_states, note, peak_rss_mib, rdsweep_cmd, side_by_side,
+                                   startup_seconds, torch_available, torch_call,
+                                   train_flops_per_image, training_call, training_rate)
 from rdsweep.experiment import grid_batching
 from rdsweep.options.tfds_images import load_split
 
@@ -102,24 +102,31 @@ def training_rows(names: Sequence[str], overrides: Dict[str, List[str]], images,
         note(f"training {name}")
         cfg = compose_config([*overrides[name], f"train.batch_size={b}"])
         steps = affordable_steps(cfg, device_images, plan.steps, plan.call_seconds)
-        rate = training_rate(cfg, device_images, steps, plan.repeats)
+        # rdsweep, XLA's default fusions where auto chose others, and PyTorch: side by side.
+        calls = {"rdsweep": training_call(cfg, device_images, steps)}
+        if fusions.options_of(cfg):  # train.fusions=auto chose single-dot fusions
+            calls["xla"] = training_call(compose_config([*overrides[name], "train.fusions=xla",
+                                                         f"train.batch_size={b}"]),
+                                         device_images, steps)
+        if has_torch:
+            calls["torch"] = torch_call(name, images, b, steps)
+        rates = {who: images_per_s(cfg, steps, seconds)
+                 for who, seconds in side_by_side(calls, plan.repeats).items()}
+        rate = rates["rdsweep"]
         label = f"training `{name}`, batch {b}"
         rows.append(Row("training", f"{label}: rdsweep, {steps}-step scan",
                         f"{rate:,.0f} images/s"))
-        if fusions.options_of(cfg):  # train.fusions=auto chose single-dot fusions: against XLA's
-            base = training_rate(compose_config([*overrides[name], f"train.batch_size={b}",
-                                                 "train.fusions=xla"]),
-                                 device_images, steps, plan.repeats)
+        if "xla" in rates:
             rows.append(Row("training", f"{label}: XLA's default fusions (train.fusions=xla) "
                             "/ rdsweep's (auto: single-dot YNNPACK fusions only)",
-                            f"{base:,.0f} / {rate:,.0f} images/s = {rate / base:.2f}x",
-                            **target(rate / base, 1.0, True, "1.0x")))
+                            f"{rates['xla']:,.0f} / {rate:,.0f} images/s = "
+                            f"{rate / rates['xla']:.2f}x",
+                            **target(rate / rates["xla"], 1.0, True, "1.0x")))
         if has_torch:
-            ref = torch_rate(name, images, b, steps, plan.repeats)
-            ratio = rate / ref
+            ratio = rate / rates["torch"]
             bound = ratio_target(name)
             rows += [Row("training", f"{label}: PyTorch, {threads} threads, {steps}-step loop",
-                         f"{ref:,.0f} images/s"),
+                         f"{rates['torch']:,.0f} images/s"),
                      Row("training", f"{label}: rdsweep / PyTorch", f"{ratio:.2f}x",
                          **(target(ratio, bound, True, f"{bound}x") if bound else {}))]
         flops = train_flops_per_image(cfg, device_images)
@@ -203,12 +210,12 @@ def scaling_rows(images: jax.Array, plan: Plan) -> List[Row]:
     auto, single, picks = grid_batching("auto"), None, []
     for k in plan.grid_sizes:
         steps = max(1, per_call // (plan.batch_size * k))
-        rates = {}
-        for mode in ("map", "vmap"):
-            note(f"scaling grid K={k}, {mode}")
-            cfg = compose_config([f"train.batch_size={plan.batch_size}",
-                                  f"train.grid_batching={mode}"])
-            rates[mode] = training_rate(cfg, images, steps, plan.repeats, models=k)
+        note(f"scaling grid K={k}, map and vmap")
+        cfgs = {mode: compose_config([f"train.batch_size={plan.batch_size}",
+                                      f"train.grid_batching={mode}"]) for mode in ("map", "vmap")}
+        seconds = side_by_side({mode: training_call(cfg, images, steps, k)
+                                for mode, cfg in cfgs.items()}, plan.repeats)
+        rates = {mode: images_per_s(cfgs[mode], steps, s, k) for mode, s in seconds.items()}
         single = single or rates[auto]
         picks.append(rates[auto] >= max(rates.values()))
         rows.append(Row("scaling", f"mlp grid of K={k}, batch {plan.batch_size}, {steps}-step "

@@ -3,7 +3,7 @@
 `REFERENCES` maps a short name to the rdsweep Hydra overrides that build a model and a builder
 of a PyTorch VAE with the identical architecture: the same layers, widths, kernels, strides and
 gates, so the same parameter count, tensor by tensor (initialisation aside: torch's defaults,
-except where the start matters, see below). `train_images_per_s` times training the way a
+except where the start matters, see below). `trainer` trains the way a
 well-written PyTorch program does it: an eager per-step loop (zero_grad, forward, backward,
 fused Adam step), float32, torch's default thread count, batches of uint8 images already in
 memory.
@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
-import time
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -513,11 +511,9 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
     return loss.detach()
 
 
-def train_images_per_s(name: str, images_uint8: np.ndarray, batch_size: int = 64,
-                       steps: int = 50, repeats: int = 5, warmup: int = 10,
-                       beta: float = 1.0, seed: int = 0) -> float:
-    """Steady-state training speed of registry entry `name`, in images/s: the median over
-    `repeats` timings of `steps` steps each, after `warmup` untimed steps.
+def trainer(name: str, images_uint8: np.ndarray, batch_size: int = 64, beta: float = 1.0,
+            seed: int = 0) -> Tuple[VAE, Callable[[int], None]]:
+    """A fresh model of registry entry `name` and `train(n)`: n training steps of it (Adam).
 
     images_uint8: (N, 28, 28, 1), statically binarized as rdsweep stores it (0 or 255). Each step
     draws batch_size images uniformly with replacement, as rdsweep's train_step does.
@@ -528,15 +524,9 @@ def train_images_per_s(name: str, images_uint8: np.ndarray, batch_size: int = 64
     images = torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2)
     images = images.contiguous()  # (N, 1, 28, 28) uint8
 
-    def run(n: int) -> None:
+    def train(n: int) -> None:
         for _ in range(n):
             idx = torch.randint(images.shape[0], (batch_size,))
             train_step(model, optimizer, images[idx].float().div_(255.0), beta)
 
-    run(warmup)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(steps)
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return model, train
