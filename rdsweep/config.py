@@ -81,7 +81,8 @@ class TrainConfig:
     keep_checkpoints: int = 2  # the newest N; an unreadable newest one falls back to the next
     tensorboard: bool = True  # scalars under <run folder>/tensorboard
     # hydra/launcher=grid: how a grid's models are stepped in one program: vmap (batched),
-    # map (one after another), auto (map on the CPU, vmap on GPUs).
+    # map (one after another), auto (rdsweep.experiment.grid_batching: map for one model or
+    # convolutions on the CPU, vmap otherwise).
     grid_batching: str = "auto"
     # XLA:CPU's fusions of the training step (rdsweep.fusions): xla (its defaults), single_dot
     # (YNNPACK fuses single dots only), auto (single_dot for the conv decoder's models).

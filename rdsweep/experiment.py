@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -106,12 +106,35 @@ def grid_key(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(job, sort_keys=True)
 
 
-def grid_batching(option: str) -> str:
-    """train.grid_batching: auto is lax.map on the CPU (XLA:CPU runs vmapped convolutions as
-    slow grouped convolutions; one model, K = 1, is then one scan), vmap elsewhere."""
+def convolves(fn: Callable, *args: Any) -> bool:
+    """Whether fn(*args) runs a convolution: lax.conv_general_dilated anywhere in its jaxpr,
+    nested jaxprs (scans, custom VJPs, ...) included. Traced, not run."""
+    def walk(jaxpr) -> bool:
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                return True
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, (tuple, list)) else (param,):
+                    inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                    if hasattr(inner, "eqns") and walk(inner):
+                        return True
+        return False
+    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def grid_batching(option: str, step: Callable, states: Any, images: jax.Array,
+                  weights: Optional[jax.Array] = None) -> str:
+    """train.grid_batching for `step` of a stack of K states (leading axis K). auto: lax.map
+    for one model (K = 1: one plain scan) and, on the CPU, for a step that convolves (XLA:CPU
+    runs vmapped convolutions as slow grouped convolutions); vmap otherwise (rdsweep-bench's
+    scaling rows: mlp grids of K = 2-8 train as fast or faster vmapped)."""
     if option != "auto":
         return option
-    return "map" if jax.default_backend() == "cpu" else "vmap"
+    if len(jax.tree_util.tree_leaves(states)[0]) == 1:
+        return "map"
+    if jax.default_backend() != "cpu":
+        return "vmap"
+    return "map" if convolves(step, unstack(states, 0), images, weights) else "vmap"
 
 
 def _restore(checkpoints: List[RunCheckpoints], states: List[Any]) -> Tuple[List[Any], List]:
@@ -157,10 +180,10 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
                                                tracker, restored))
                     for d, tracker, restored in zip(run_dirs, trackers, rows)]
         preempted = exits.enter_context(preemption.deferred(cfg.train.log_every))
-        for state, new_rows in train(state, step, jax.device_put(train_split.images), steps,
-                                     cfg.train.log_every, examples_per_step(cfg.train, n_train),
-                                     grid_batching(cfg.train.grid_batching),
-                                     jax.device_put(train_split.weights),
+        images, weights = (jax.device_put(a) for a in (train_split.images, train_split.weights))
+        batching = grid_batching(cfg.train.grid_batching, step, state, images, weights)
+        for state, new_rows in train(state, step, images, steps, cfg.train.log_every,
+                                     examples_per_step(cfg.train, n_train), batching, weights,
                                      fusions.options_of(cfg)):
             for i, row in enumerate(new_rows):
                 if diverged[i] is not None:

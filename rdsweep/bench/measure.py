@@ -82,12 +82,22 @@ def new_states(cfg: DictConfig, images: jax.Array, count: int) -> List[TrainStat
             for seed in range(count)]
 
 
-def train_chunk(cfg: DictConfig) -> Callable:
-    """cfg's compiled chunk of training steps of a stack of states, batched as rdsweep batches
-    them (train.grid_batching; auto: lax.map on the CPU) with the XLA options rdsweep compiles
-    it with (train.fusions)."""
-    return make_train_chunk(make_train_step(cfg.train.batch_size, cfg.data.binarization),
-                            grid_batching(cfg.train.grid_batching), fusions.options_of(cfg))
+def train_step(cfg: DictConfig) -> Callable:
+    """cfg's pure training step, as rdsweep makes it."""
+    return make_train_step(cfg.train.batch_size, cfg.data.binarization)
+
+
+def batching(cfg: DictConfig, states: TrainState, images: jax.Array) -> str:
+    """How rdsweep batches a stack of `states` of cfg's model (train.grid_batching; auto: see
+    rdsweep.experiment.grid_batching)."""
+    return grid_batching(cfg.train.grid_batching, train_step(cfg), states, images)
+
+
+def train_chunk(cfg: DictConfig, states: TrainState, images: jax.Array) -> Callable:
+    """cfg's compiled chunk of training steps of `states` (a stack), batched as rdsweep batches
+    them, with the XLA options rdsweep compiles it with (train.fusions)."""
+    return make_train_chunk(train_step(cfg), batching(cfg, states, images),
+                            fusions.options_of(cfg))
 
 
 def xla_flops(compiled) -> Optional[float]:
@@ -137,8 +147,8 @@ def training_call(cfg: DictConfig, images: jax.Array, steps: int,
     """One blocking call of cfg's compiled scan of `steps` training steps of a stack of
     `models` states: one run (models = 1) or a grid, as rdsweep trains it. It trains on from
     where the last call left off."""
-    chunk = train_chunk(cfg)
     holder = {"state": stack(new_states(cfg, images, models))}
+    chunk = train_chunk(cfg, holder["state"], images)
 
     def run():
         holder["state"], metrics = chunk(holder["state"], images, steps)
@@ -162,8 +172,8 @@ def training_rate(cfg: DictConfig, images: jax.Array, steps: int, repeats: int,
 def train_flops_per_image(cfg: DictConfig, images: jax.Array) -> Optional[float]:
     """XLA's FLOPs per image of one training step of cfg's model. Counted on one step, not on
     the scan: XLA counts a loop body once."""
-    step = make_train_step(cfg.train.batch_size, cfg.data.binarization)
-    flops = xla_flops(jax.jit(step).lower(new_states(cfg, images, 1)[0], images).compile())
+    flops = xla_flops(jax.jit(train_step(cfg)).lower(new_states(cfg, images, 1)[0],
+                                                      images).compile())
     return flops / cfg.train.batch_size if flops else None
 
 
@@ -253,7 +263,8 @@ def first_step(cache_dir: str, overrides: Sequence[str], steps: int, batch_size:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # cache small programs too
     cfg = compose_config([*overrides, f"train.batch_size={batch_size}"])
     images = jax.device_put(load_split(cfg.data.train_split, cfg.data))
-    jax.block_until_ready(train_chunk(cfg)(stack(new_states(cfg, images, 1)), images, steps))
+    states = stack(new_states(cfg, images, 1))
+    jax.block_until_ready(train_chunk(cfg, states, images)(states, images, steps))
     print(FIRST_STEP_DONE, flush=True)
 
 

@@ -10,12 +10,12 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import jax
 
 from rdsweep import fusions
-from rdsweep.bench.measure import (affordable_steps, compose_config, eval_batch_rate,
+from rdsweep.bench.measure import (affordable_steps, batching, compose_config, eval_batch_rate,
                                    images_per_s, iwae_flops_per_sample, iwae_rate, median_process,
                                    new_states, note, peak_rss_mib, rdsweep_cmd, side_by_side,
                                    startup_seconds, torch_available, torch_call,
                                    train_flops_per_image, training_call, training_rate)
-from rdsweep.experiment import grid_batching
+from rdsweep.train import stack
 from rdsweep.options.tfds_images import load_split
 
 # The grid rows' runs: short, so that start-up, compilation and data loading weigh as they do
@@ -207,7 +207,7 @@ def scaling_rows(images: jax.Array, plan: Plan) -> List[Row]:
     # Each grid size both ways (train.grid_batching), side by side: `auto` should take what
     # wins here, and a grid of K should train as many images/s in all as one model does (the
     # rate of K separate runs).
-    auto, single, picks = grid_batching("auto"), None, []
+    auto_cfg, single, picks = compose_config([f"train.batch_size={plan.batch_size}"]), None, []
     for k in plan.grid_sizes:
         steps = max(1, per_call // (plan.batch_size * k))
         note(f"scaling grid K={k}, map and vmap")
@@ -216,6 +216,7 @@ def scaling_rows(images: jax.Array, plan: Plan) -> List[Row]:
         seconds = side_by_side({mode: training_call(cfg, images, steps, k)
                                 for mode, cfg in cfgs.items()}, plan.repeats)
         rates = {mode: images_per_s(cfgs[mode], steps, s, k) for mode, s in seconds.items()}
+        auto = batching(auto_cfg, stack(new_states(auto_cfg, images, k)), images)
         single = single or rates[auto]
         picks.append(rates[auto] >= max(rates.values()))
         rows.append(Row("scaling", f"mlp grid of K={k}, batch {plan.batch_size}, {steps}-step "
@@ -224,8 +225,7 @@ def scaling_rows(images: jax.Array, plan: Plan) -> List[Row]:
                         f"{rates['vmap']:,.0f}; {rates[auto] / single:.2f}x",
                         **target(rates[auto] / single, 1.0, True, "1.0x")))
     rows.append(Row("scaling", "train.grid_batching=auto is the faster of map and vmap at "
-                    f"every K ({auto} here)", "yes" if all(picks) else "no",
-                    "faster at every K", all(picks)))
+                    "every K", "yes" if all(picks) else "no", "faster at every K", all(picks)))
     return rows
 
 
