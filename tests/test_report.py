@@ -394,3 +394,50 @@ def test_each_familys_beta_runs_are_joined_in_beta_order(sweep):
         np.testing.assert_allclose(x, means.rate)
         np.testing.assert_allclose(y, means.distortion)
     assert lines  # the fake sweep has a family with several betas
+
+
+def continued_sweep(root):
+    """A new sweep folder continuing the `sweep` fixture's: a third seed of --- at beta 1, the
+    failed ++v run again (now completed), and --- beta 1 seed 0 started again (unfinished)."""
+    write_json(root / "beta=1,family=---,seed=2" / "metrics.json",
+               completed(config("---", beta=1.0, seed=2), 31.0, 60.25, -86.5))
+    write_json(root / "beta=1,family=++v" / "metrics.json",
+               completed(config("++v", beta=1.0), 0.25, 85.0, -85.125))
+    unfinished = root / "beta=1,family=---"
+    (unfinished / "checkpoints" / "10").mkdir(parents=True)
+    write_json(unfinished / ".hydra" / "config.yaml", config("---", beta=1.0))  # JSON is YAML
+
+
+def test_include_adds_an_earlier_reports_runs(sweep, results, tmp_path):
+    root = tmp_path / "continued"
+    continued_sweep(root)
+    earlier = sweep[0] / "report" / "results.csv"
+    code, out, err = run_main([str(root), "--include", str(earlier)])
+    assert code == 0, err
+    merged = pd.read_csv(root / "report" / "results.csv").set_index("run")
+    assert sorted(merged.index) == sorted({*results.index, "beta=1,family=---,seed=2"})
+    # the earlier completed --- run is kept, not replaced by the unfinished one of that name
+    assert merged.loc["beta=1,family=---", ["status", "rate", "distortion"]].tolist() == [
+        "completed", 27.0, 61.0]
+    # the earlier failed ++v is replaced by the completed one
+    assert merged.loc["beta=1,family=++v", ["status", "rate"]].tolist() == ["completed", 0.25]
+    others = [run for run in results.index if run not in ("beta=1,family=++v",)]
+    pd.testing.assert_frame_equal(merged.loc[others, results.columns], results.loc[others])
+    spread = (root / "report" / "families.md").read_text().split("Settings with several runs")[1]
+    assert "| --- | β=1 | 3 | 29.00 (27.00 to 31.00) |" in spread  # seeds 0 and 1 from the CSV
+    assert out.startswith(f"{len(merged)} runs in {root} + {earlier}: ")
+
+
+def test_include_of_a_file_that_is_not_a_report_exits_2(sweep, tmp_path):
+    root = tmp_path / "continued"
+    continued_sweep(root)
+    not_a_report = tmp_path / "other.csv"
+    not_a_report.write_text("run,rate\nx,1.0\n")
+    for argv in ([str(root), "--include", str(not_a_report)],
+                 [str(root), "--include", str(tmp_path / "missing.csv")],
+                 [str(root), "--include", str(sweep[0] / "report" / "results.csv"),
+                  "--eval", "previous"]):
+        code, out, err = run_main(argv)
+        assert code == 2 and out == "" and err.count("\n") == 1, (argv, err)
+        assert err.startswith("rdsweep-report: error: --include")
+    assert not (root / "report").exists()

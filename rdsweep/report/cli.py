@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from rdsweep.fileio import atomic_write
 from rdsweep.lifecycle import Status
 from rdsweep.outputs import IMAGES
-from rdsweep.report.runs import ReportError, collect, entropy_estimate
+from rdsweep.report.runs import ReportError, collect, entropy_estimate, merge, read_results
 from rdsweep.report.plots import choose_image_runs, images_figure, rd_plane_figure, skew_figure
 from rdsweep.report.tables import (compare_with, family_table, load_reference, markdown,
                                    spread_table)
@@ -42,14 +42,27 @@ def _check_image_runs(table: pd.DataFrame, sweep_dir: str, runs: Sequence[str]) 
                               "does not exist")
 
 
+def source(sweep_dir: str, include: Sequence[str]) -> str:
+    """Where the table's rows come from: "SWEEP_DIR", or "SWEEP_DIR + CSV + ..."."""
+    return " + ".join([sweep_dir, *include])
+
+
 def build_report(sweep_dir: str, compare: Optional[str] = None,
-                 image_runs: Optional[Sequence[str]] = None, eval_name: Optional[str] = None
+                 image_runs: Optional[Sequence[str]] = None, eval_name: Optional[str] = None,
+                 include: Sequence[str] = ()
                  ) -> Tuple[pd.DataFrame, Optional[pd.DataFrame], Dict[str, str]]:
     """(the table, the comparison or None, the paths written by file name). Every argument is
     checked before the first file is written. eval_name: the test metrics are the runs'
-    re-evaluation eval/<eval_name>.json, and the report goes to report/eval=<eval_name>/."""
+    re-evaluation eval/<eval_name>.json, and the report goes to report/eval=<eval_name>/.
+    include: earlier reports' results.csv files whose rows join the table (runs.merge)."""
+    if include and eval_name:
+        raise ReportError("--include and --eval cannot be combined: an included row's test "
+                          "metrics are its own run's evaluation")
     reference = load_reference(compare) if compare else None
+    earlier = [read_results(path) for path in include]
     table = collect(sweep_dir, eval_name)
+    for rows in earlier:
+        table = merge(table, rows)
     if image_runs:
         _check_image_runs(table, sweep_dir, image_runs)
     runs = list(image_runs) if image_runs else choose_image_runs(table, sweep_dir)
@@ -64,7 +77,7 @@ def build_report(sweep_dir: str, compare: Optional[str] = None,
                  binary=True)
     spread = spread_table(table)
     atomic_write(paths["families.md"], lambda f: f.write(
-        f"Test R / D / ELBO (nats) per family and setting, {sweep_dir}\n\n"
+        f"Test R / D / ELBO (nats) per family and setting, {source(sweep_dir, include)}\n\n"
         + markdown(family_table(table)) + "\n"
         + ("" if spread.empty else "\nSettings with several runs (seeds): mean (min to max), "
            "nats\n\n" + markdown(spread) + "\n")))
@@ -115,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="compare beta = 1 with a reference table, e.g. paper_mnist")
     parser.add_argument("--images", nargs="+", metavar="SUBDIR",
                         help="the runs shown in images.png (default: up to 5 spread over R)")
+    parser.add_argument("--include", nargs="+", default=[], metavar="CSV",
+                        help="add the runs of earlier reports' results.csv (a sweep continued "
+                             "in a new folder); a run in both keeps the folder's row unless "
+                             "only the CSV's is completed")
     parser.add_argument("--eval", metavar="NAME", dest="eval_name",
                         help="use the runs' re-evaluation eval/NAME.json (rdsweep-eval) as "
                              "their test metrics; written to report/eval=NAME/")
@@ -126,8 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = _parser().parse_args(argv)
     try:
         table, comparison, paths = build_report(args.sweep_dir, args.compare, args.images,
-                                                args.eval_name)
+                                                args.eval_name, args.include)
     except ReportError as e:
         print(f"rdsweep-report: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(summary(args.sweep_dir, table, comparison, args.compare, paths))
+    print(summary(source(args.sweep_dir, args.include), table, comparison, args.compare, paths))

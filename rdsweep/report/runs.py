@@ -232,6 +232,32 @@ def collect(sweep_dir: str, eval_name: Optional[str] = None) -> pd.DataFrame:
     return table
 
 
+def read_results(path: str) -> pd.DataFrame:
+    """An earlier report's results.csv as a results table (make_table's columns and types).
+    Raises ReportError if it cannot be read or lacks one of COLUMNS."""
+    try:
+        rows = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
+    except (OSError, ValueError) as e:
+        raise ReportError(f"--include {path}: not a readable CSV ({type(e).__name__}: {e})") \
+            from None
+    missing = [column for column in COLUMNS if column not in rows.columns]
+    if missing:
+        raise ReportError(f"--include {path}: not a results.csv of rdsweep-report "
+                          f"(no column {', '.join(missing)})")
+    return make_table(rows.to_dict("records"))
+
+
+def merge(table: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
+    """table with the rows of an earlier report added (a sweep continued in a new folder, the
+    old one gone). A run in both keeps table's row, unless only the earlier row is completed:
+    a finished result is never replaced by an unfinished one."""
+    done = table.run[table.status == Status.COMPLETED]
+    old_done = earlier.run[earlier.status == Status.COMPLETED]
+    keep_new = ~table.run.isin(old_done) | table.run.isin(done)
+    keep_old = ~earlier.run.isin(table.run[keep_new])
+    return make_table(pd.concat([table[keep_new], earlier[keep_old]]).to_dict("records"))
+
+
 # --- what the plots and tables take from it ----------------------------------------------------
 
 def completed(table: pd.DataFrame) -> pd.DataFrame:
