@@ -3,10 +3,10 @@ rdsweep.lifecycle); a sweep's plan, progress and final report.
 
 `on_run_start` and `on_multirun_start` run before Hydra makes a run or sweep folder, so a value
 out of range, missing data or a run folder that holds another finished run ends here with one
-line and exit code 2, and nothing is written. For a sweep every swept value is checked up front,
-then the sweep's plan (every job and its folder) is written. Each finished job logs the sweep's
-progress; the sweep's end writes the report (rdsweep-report) and exits 1 if any run did not
-finish.
+line and exit code 2, and nothing is written. For a sweep every swept value is checked up front
+(and no two jobs may train the same model), then the sweep's plan (every job and its folder) is
+written. Each finished job logs the sweep's progress; the sweep's end writes the report
+(rdsweep-report) and exits 1 if any run did not finish.
 """
 
 from __future__ import annotations
@@ -73,8 +73,11 @@ class ValidateConfig(Callback):
         try:
             validate(config)
             if config.hydra.sweeper._target_ == BASIC_SWEEPER:
-                for job in split_sweep(sweep.sweep_lines(config)):
-                    validate(compose_job(config, job))
+                jobs = [(job, compose_job(config, job))
+                        for job in split_sweep(sweep.sweep_lines(config))]
+                for _, composed in jobs:
+                    validate(composed)
+                sweep.check_distinct(jobs)
                 overrides = []
             for override in overrides:
                 key = override.key_or_group

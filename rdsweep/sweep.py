@@ -12,13 +12,16 @@ import json
 import logging
 import os
 import re
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from rdsweep import registry
+from rdsweep.config import job_config
 from rdsweep.fileio import atomic_write
 from rdsweep.hydra_adapter import BASIC_SWEEPER, override_dirname, split_sweep
 from rdsweep.lifecycle import FINISHED, Status, recorded_status
+from rdsweep.option import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,32 @@ def planned_jobs(config: DictConfig) -> List[Dict]:
     return [{"subdir": run_slug(override_dirname(job, naming.exclude_keys, naming.item_sep,
                                                   naming.kv_sep)), "overrides": job}
             for job in split_sweep(sweep_lines(config))]
+
+
+# Top-level keys that a run reads only through its objective (objective.beta, objective.sigma),
+# whose resolved node holds the value it trains with: the objective's other key changes nothing.
+OBJECTIVE_KEYS = ("beta", "sigma")
+
+
+def check_distinct(jobs: Sequence[Tuple[Sequence[str], DictConfig]]) -> None:
+    """Raises ConfigError if two of a sweep's jobs (overrides, composed config) would train the
+    same model: jobs that differ only in a key their objective does not read, e.g. a beta grid
+    with objective=target_rate."""
+    seen: Dict[str, Sequence[str]] = {}
+    for overrides, cfg in jobs:
+        trained = job_config(cfg)
+        for key in OBJECTIVE_KEYS:
+            trained.pop(key, None)
+        identity = OmegaConf.to_yaml(trained, sort_keys=True)
+        if identity in seen:
+            other = seen[identity]
+            keys = sorted({o.split("=", 1)[0] for o in set(overrides) ^ set(other)})
+            unread = ", ".join(keys)
+            raise ConfigError(
+                f"{' '.join(other)} and {' '.join(overrides)} train the same model: "
+                f"objective={registry.option_name(cfg, 'objective')} does not read {unread}; "
+                f"give {unread} a single value")
+        seen[identity] = overrides
 
 
 def read_plan(sweep_dir: str) -> List[Dict]:

@@ -13,7 +13,7 @@ status=0
 run || status=1                                                 # 4 families x 9 betas
 run "mlp_family=--+,-++,+--,+-+,+-v,++-,+++,++v" beta=1 || status=1  # the other 8 at beta = 1
 run "mlp_family=---,-+-,--v,-+v" beta=1 seed=1,2 || status=1    # 2 more seeds at beta = 1
-run mlp_family=-+- objective=target_rate sigma=3,10,20,30 || status=1  # the target rate
+run mlp_family=-+- objective=target_rate sigma=3,10,20,30 beta=1 || status=1  # the target rate
 bin="$(dirname "$rdsweep")"
 # Each run's test ELBO at its checkpoint before the last: the report's test_elbo_gain column.
 "$bin/rdsweep-eval" "$sweep_dir" --step previous eval.iwae_samples=1 eval.train_examples=0 \
