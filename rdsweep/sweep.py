@@ -63,23 +63,24 @@ OBJECTIVE_KEYS = ("beta", "sigma")
 
 def check_distinct(jobs: Sequence[Tuple[Sequence[str], DictConfig]]) -> None:
     """Raises ConfigError if two of a sweep's jobs (overrides, composed config) would train the
-    same model: jobs that differ only in a key their objective does not read, e.g. a beta grid
-    with objective=target_rate."""
-    seen: Dict[str, Sequence[str]] = {}
+    same model: jobs that differ only in a key their objective does not read (e.g. a beta grid
+    with objective=target_rate), or in how a value is written (beta=1,1.0)."""
+    seen: Dict[str, Tuple[Sequence[str], DictConfig]] = {}
     for overrides, cfg in jobs:
         trained = job_config(cfg)
         for key in OBJECTIVE_KEYS:
             trained.pop(key, None)
         identity = OmegaConf.to_yaml(trained, sort_keys=True)
         if identity in seen:
-            other = seen[identity]
-            keys = sorted({o.split("=", 1)[0] for o in set(overrides) ^ set(other)})
-            unread = ", ".join(keys)
-            raise ConfigError(
-                f"{' '.join(other)} and {' '.join(overrides)} train the same model: "
-                f"objective={registry.option_name(cfg, 'objective')} does not read {unread}; "
-                f"give {unread} a single value")
-        seen[identity] = overrides
+            other, other_cfg = seen[identity]
+            both = f"{' '.join(other)} and {' '.join(overrides)} train the same model"
+            unread = [k for k in OBJECTIVE_KEYS if cfg[k] != other_cfg[k]]
+            if unread:
+                raise ConfigError(
+                    f"{both}: objective={registry.option_name(cfg, 'objective')} does not read "
+                    f"{unread[0]}; give {unread[0]} a single value")
+            raise ConfigError(f"{both}: a value is listed twice; list each value once")
+        seen[identity] = (overrides, cfg)
 
 
 def read_plan(sweep_dir: str) -> List[Dict]:
