@@ -94,7 +94,7 @@ COMMAND_BAD = [
      "train.grid_batching=pmap is invalid: must be one of: auto, vmap, map"),
     (["-m", "family=+-+", "marginal.steps=4,0"],
      "marginal.steps=0 is invalid: must be an integer >= 1"),
-    # nine runs that would differ only in their names
+    # jobs that would differ only in their folder names
     (["-m", "objective=target_rate", "sigma=3", "beta=0.5,1"],
      "objective=target_rate sigma=3 beta=0.5 data=synthetic and objective=target_rate sigma=3 "
      "beta=1 data=synthetic train the same model: objective=target_rate does not read beta; "
