@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The converged MLP-scale reproduction (docs/results.md): four sweeps into one folder, each run's
+# The MLP-scale reproduction (docs/results.md): four sweeps into one folder, each run's
 # test ELBO at its checkpoint before the last (convergence), then the report. Resumable: the
 # same command again skips finished runs (and evaluations) and resumes the others from their
 # checkpoints.
