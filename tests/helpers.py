@@ -7,6 +7,10 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+from hydra.utils import instantiate
+
+from rdsweep.experiment import build_model
+from rdsweep.train import create_state, make_optimizer
 
 # A cheap run of the default MLP model (on real data in the slow tier).
 TINY = ["train.steps=300", "train.log_every=100", "eval.iwae_samples=2",
@@ -21,6 +25,13 @@ def rdsweep(*args, cwd, timeout=600):
     """Runs the rdsweep command in a subprocess; returns the CompletedProcess (text output)."""
     return subprocess.run([sys.executable, "-m", "rdsweep", *args], cwd=cwd, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def initial_state(cfg, images):
+    """The run's TrainState before step 0 (key 0), its optimizer sized for these train images."""
+    return create_state(build_model(cfg), make_optimizer(cfg.train, len(images)),
+                        instantiate(cfg.objective), np.zeros((1,) + images.shape[1:], np.float32),
+                        jax.random.PRNGKey(0))
 
 
 def read(path):

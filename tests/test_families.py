@@ -8,12 +8,11 @@ import itertools
 import jax
 import numpy as np
 import pytest
-from hydra.utils import instantiate
-
 from rdsweep.evaluate import evaluate
-from rdsweep.experiment import build_model
 from rdsweep.options.synthetic import SyntheticBars
-from rdsweep.train import create_state, make_optimizer, make_train_step, stack, train, unstack
+from rdsweep.train import make_train_step, stack, train, unstack
+
+from helpers import initial_state
 
 CODES = ["".join(c) for c in itertools.product("-+", "-+", "-+v")]
 # Trained at each scale: every pair of parts (encoder-decoder, encoder-marginal, decoder-marginal)
@@ -42,12 +41,6 @@ def tiny_overrides(group, code):
     return ([f"{group}={code}", *TINY[plain_enc if enc == "-" else f"iaf_{plain_enc}"],
              *TINY[plain_dec if dec == "-" else "pixelcnn"],
              *{"-": [], "+": TINY["maf"], "v": TINY["vamp"]}[mar]])
-
-
-def initial_state(cfg, images):
-    return create_state(build_model(cfg), make_optimizer(cfg.train, len(images)),
-                        instantiate(cfg.objective), np.zeros((1,) + images.shape[1:], np.float32),
-                        jax.random.PRNGKey(0))
 
 
 def train_briefly(cfg, images):

@@ -8,10 +8,11 @@ from hydra.utils import instantiate
 
 from rdsweep import fusions
 from rdsweep.config import config_hash
-from rdsweep.experiment import build_model
 from rdsweep.option import ConfigError
 from rdsweep.registry import check
-from rdsweep.train import create_state, make_optimizer, make_train_chunk, make_train_step, stack
+from rdsweep.train import make_train_chunk, make_train_step, stack
+
+from helpers import initial_state
 
 SINGLE_DOT = {fusions.YNN_FUSION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 CONV = ["data=synthetic", "data.image_shape=[12,12,1]", "data.train_examples=200",
@@ -55,9 +56,7 @@ def test_single_dot_fusions_keep_a_conv_models_training_numbers(make_cfg, monkey
     monkeypatch.setenv("XLA_FLAGS", "")
     cfg = make_cfg(*CONV, "train.batch_size=16")
     images = jax.device_put(instantiate(cfg.data).load()[0].images)
-    state = create_state(build_model(cfg), make_optimizer(cfg.train, len(images)),
-                         instantiate(cfg.objective), np.zeros((1, 12, 12, 1), np.float32),
-                         jax.random.PRNGKey(0))
+    state = initial_state(cfg, images)
     step = make_train_step(16, "static")
     runs = [make_train_chunk(step, "map", options)(stack([state]), images, 10)
             for options in (None, fusions.single_dot())]
