@@ -10,8 +10,11 @@ so a kill during a save leaves no half checkpoint behind.
 
 Each saved checkpoint gets a sha256 of its files (`<step>/rdsweep.sha256`), checked before it is
 restored: one whose bytes changed (flipped bits of the same size too) is deleted with a warning
-like an unreadable one, so a run never resumes from damaged weights. A checkpoint without the
-file (written before hashes were recorded) is restored as before.
+like an unreadable one, so a run never resumes from damaged weights. The sha256 is written last:
+in a folder where checkpoints have one, a checkpoint without it is a save cut short between
+orbax's rename and the hash (a kill), and is deleted like a damaged one, since its bytes cannot
+be vouched for. A folder where no checkpoint has the file (written before hashes were recorded)
+is restored as before.
 """
 
 from __future__ import annotations
@@ -51,14 +54,14 @@ def content_hash(folder: str) -> str:
     return digest.hexdigest()
 
 
-def hash_problem(folder: str) -> Optional[str]:
+def hash_problem(folder: str, required: bool = False) -> Optional[str]:
     """Why folder's files do not match the hash recorded at save, None if they do or if no
-    hash was recorded (a checkpoint of the code before hashes)."""
+    hash was recorded and none is `required` (a checkpoint of the code before hashes)."""
     try:
         with open(os.path.join(folder, DIGEST)) as f:
             recorded = f.read().strip()
     except FileNotFoundError:
-        return None
+        return "its save ended before its sha256 was written" if required else None
     return None if content_hash(folder) == recorded else "its files do not match their sha256"
 
 
@@ -90,10 +93,12 @@ class RunCheckpoints:
         """
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
         damaged = False
+        hashed = any(os.path.exists(os.path.join(self.directory, str(s), DIGEST))
+                     for s in self.manager.all_steps())
         steps = [s for s in self.manager.all_steps() if max_step is None or s <= max_step]
         for step in sorted(steps, reverse=True):
             try:
-                problem = hash_problem(os.path.join(self.directory, str(step)))
+                problem = hash_problem(os.path.join(self.directory, str(step)), required=hashed)
                 if problem is None:
                     item = self.manager.restore(step, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(abstract), log=ocp.args.JsonRestore()))

@@ -76,7 +76,8 @@ def _flip_arrays(checkpoint):
 
 
 def _unhashed(checkpoint):
-    """A checkpoint as the code before content hashes wrote it."""
+    """Removes the recorded hash: of every checkpoint, as the code before content hashes wrote
+    them; of the newest alone, as a kill between orbax's save and the hash leaves it."""
     os.remove(checkpoint / DIGEST)
 
 
@@ -85,6 +86,7 @@ DAMAGES = [  # (damage, checkpoints damaged (of 400, 500), resumed_from, warning
     pytest.param(_truncate_arrays, 1, 400, 1, id="truncated-newest", marks=pytest.mark.slow),
     pytest.param(_truncate_arrays, 2, 0, 2, id="truncated-all", marks=pytest.mark.slow),
     pytest.param(_unhashed, 2, 500, 0, id="legacy-unhashed", marks=pytest.mark.slow),
+    pytest.param(_unhashed, 1, 400, 1, id="interrupted-hash", marks=pytest.mark.slow),
 ]
 
 
@@ -93,8 +95,9 @@ def test_damaged_checkpoints_are_skipped_with_a_warning(damage, damaged, resumed
                                                          reference, tmp_path):
     """A run stopped after its step-500 checkpoint, whose newest (or every) checkpoint is
     damaged, resumes from the previous good one (or from scratch, with a warning), one line per
-    damaged checkpoint and no traceback, and still ends exactly as the uninterrupted run. A
-    checkpoint without a recorded hash (older code) is restored."""
+    damaged checkpoint and no traceback, and still ends exactly as the uninterrupted run.
+    Checkpoints without a recorded hash (older code) are restored; the newest alone without one
+    (a save cut short) is not."""
     out = tmp_path / "run"
     shutil.copytree(reference, out)
     os.remove(out / "metrics.json")
