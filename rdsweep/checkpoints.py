@@ -93,9 +93,9 @@ class RunCheckpoints:
         """
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
         damaged = False
-        hashed = any(os.path.exists(os.path.join(self.directory, str(s), DIGEST))
-                     for s in self.manager.all_steps())
-        steps = [s for s in self.manager.all_steps() if max_step is None or s <= max_step]
+        saved = self.manager.all_steps()
+        hashed = any(os.path.exists(os.path.join(self.directory, str(s), DIGEST)) for s in saved)
+        steps = [s for s in saved if max_step is None or s <= max_step]
         for step in sorted(steps, reverse=True):
             try:
                 problem = hash_problem(os.path.join(self.directory, str(step)), required=hashed)
