@@ -9,9 +9,8 @@ checked by the dataclasses' own `check` (see rdsweep.lifecycle), before any outp
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import ClassVar, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -52,6 +51,9 @@ class MarginalConfig(PartConfig):
 
 @dataclass
 class ObjectiveConfig(PartConfig):
+    # The key that the objective's sweeps vary, e.g. "beta": the report draws a curve over it
+    # and labels points by it.
+    KNOB: ClassVar[Optional[str]] = None
     warmup_steps: int = 0  # KL annealing: the rate's weight rises from 0 over these steps
 
     def check(self, key: str) -> None:
@@ -155,26 +157,3 @@ def job_config(cfg: DictConfig) -> DictConfig:
     """The resolved config of the job alone, without Hydra's own node."""
     job = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
     return OmegaConf.create(OmegaConf.to_container(job, resolve=True))
-
-
-# Where data and caches are found and results reported, not what a run is: not part of its
-# identity.
-_LOCATION_KEYS = ("dir", "download", "cache_dir")
-_TOP_LOCATION_KEYS = ("compilation_cache_dir", "tracker")
-# How XLA compiles the step, not what is trained (it moves only the floats' rounding, as another
-# jaxlib would): runs recorded before the key existed keep their identity.
-_COMPILE_KEYS = ("fusions",)
-
-
-def config_hash(cfg: DictConfig) -> str:
-    """A short, stable identity of a run: sha256 of the resolved job config, less data locations
-    and compiler choices."""
-    job = OmegaConf.to_container(job_config(cfg))
-    for key in _LOCATION_KEYS:
-        job["data"].pop(key, None)
-    for key in _COMPILE_KEYS:
-        job["train"].pop(key, None)
-    for key in _TOP_LOCATION_KEYS:
-        job.pop(key, None)
-    text = OmegaConf.to_yaml(OmegaConf.create(job), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -38,12 +38,14 @@ from rdsweep.lifecycle import BAD_INPUT, fail
 from rdsweep.option import ConfigError, DataError
 from rdsweep.outputs import kept_steps
 from rdsweep.report.runs import ReportError, eval_path, list_runs
+from rdsweep.identity import NOT_IDENTITY, in_identity
 from rdsweep.sweep import run_slug
 from rdsweep.trained import TrainedRun, load_run, read_completed
 
 # What rdsweep-eval may change: what is evaluated, never what was trained.
 EVAL_KEYS = ("eval.iwae_samples", "eval.batch_size", "eval.train_examples", "data.test_split")
-LOCATION_KEYS = ("data.dir", "data.cache_dir")  # where the data is: not in the file's name
+# Where the data is: allowed, and not in the result file's name (rdsweep.identity).
+LOCATION_KEYS = tuple(k for k in NOT_IDENTITY if k.startswith("data."))
 _ABSENT = object()
 
 
@@ -64,7 +66,7 @@ def eval_name(overrides: Sequence[Override], step: Optional[int] = None) -> str:
     """The result file's name (no .json) from the overrides, sorted, less data locations, and
     `step=N` for an evaluation of a checkpoint before the last."""
     named = sorted(f"{o.key_or_group}={o.value()}" for o in overrides
-                   if o.key_or_group not in LOCATION_KEYS)
+                   if in_identity(o.key_or_group))
     named += [] if step is None else [f"step={step}"]
     return run_slug(",".join(named)) if named else "base"
 

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
-from rdsweep import fusions, preemption, registry
+from rdsweep import fusions, identity, preemption, registry
 from rdsweep.checkpoints import RunCheckpoints
 from rdsweep.data import DataSource, Split, prepare_batch
 from rdsweep.evaluate import evaluate
@@ -52,7 +52,7 @@ def run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
 
 def describe(cfg: DictConfig) -> Dict[str, Any]:
     """What metrics.json records of a run's identity: its config, hash, family and objective."""
-    return {"config_hash": config_lib.config_hash(cfg),
+    return {"config_hash": identity.config_hash(cfg),
             "config": OmegaConf.to_container(config_lib.job_config(cfg)),
             "family": registry.family_code(cfg),
             "objective": registry.option_name(cfg, "objective")}
@@ -91,19 +91,15 @@ def _failed(e: Exception) -> Dict[str, Any]:
             "exception": e}
 
 
-# What may differ between the runs of one grid: they are leaves of the train state.
-GRID_KEYS = ("seed", "beta", "sigma", "train.lr")
+# What may differ between the runs of one grid besides the objective's knob: leaves of the
+# train state.
+GRID_SCALARS = ("seed", "train.lr")
 
 
 def grid_key(cfg: DictConfig) -> str:
-    """The config with the grid scalars blanked: runs with equal keys can train as one grid."""
-    job = config_lib.job_config(cfg)
-    for key in GRID_KEYS:
-        OmegaConf.update(job, key, None)
-    for key in ("beta", "sigma"):  # the objective's copy of them
-        if key in job.objective:
-            job.objective[key] = None
-    return OmegaConf.to_yaml(job, sort_keys=True)
+    """The run's identity without the grid scalars and its objective's knob: runs with equal
+    keys can train as one grid."""
+    return identity.grid_key(cfg, (*GRID_SCALARS, f"objective.{identity.knob(cfg.objective)}"))
 
 
 def convolves(fn: Callable, *args: Any) -> bool:

@@ -29,7 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import registry
-from rdsweep.config import config_hash
+from rdsweep.identity import config_hash
 from rdsweep.fileio import atomic_write
 from rdsweep.option import ConfigError, DataError
 from rdsweep.outputs import load_metrics

@@ -14,10 +14,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hydra_plugins.rdsweep_grid_launcher.grid_launcher import GridLauncher
-from rdsweep import experiment, lifecycle, registry, sweep
+from rdsweep import experiment, lifecycle, registry, resolvers
 
 log = logging.getLogger(__name__)
 # A log file on a full disk must not print a traceback for each record: main.log is best effort.
@@ -44,9 +44,7 @@ except ModuleNotFoundError as e:  # without the slurm extra, hydra/launcher=slur
         raise
 else:
     Plugins.instance().register(SlurmLauncher)
-OmegaConf.register_new_resolver("rdsweep_slug", sweep.run_slug, replace=True)
-OmegaConf.register_new_resolver("rdsweep_xla_flags", sweep.xla_flags, replace=True)
-OmegaConf.register_new_resolver("rdsweep_gpu_memory", sweep.gpu_memory_fraction, replace=True)
+resolvers.register()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://rdsweep.conf", config_name="config")

@@ -16,9 +16,8 @@ from typing import Dict, List, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from rdsweep import registry
-from rdsweep.config import job_config
 from rdsweep.fileio import atomic_write
+from rdsweep.identity import same_model_reason, trained
 from rdsweep.hydra_adapter import BASIC_SWEEPER, override_dirname, split_sweep
 from rdsweep.lifecycle import FINISHED, Status, recorded_status
 from rdsweep.option import ConfigError
@@ -56,31 +55,18 @@ def planned_jobs(config: DictConfig) -> List[Dict]:
             for job in split_sweep(sweep_lines(config))]
 
 
-# Top-level keys that a run reads only through its objective (objective.beta, objective.sigma),
-# whose resolved node holds the value it trains with: the objective's other key changes nothing.
-OBJECTIVE_KEYS = ("beta", "sigma")
-
-
 def check_distinct(jobs: Sequence[Tuple[Sequence[str], DictConfig]]) -> None:
     """Raises ConfigError if two of a sweep's jobs (overrides, composed config) would train the
-    same model: jobs that differ only in a key their objective does not read (e.g. a beta grid
-    with objective=target_rate), or in how a value is written (beta=1,1.0)."""
+    same model (rdsweep.identity.same_model_reason): e.g. a beta grid with
+    objective=target_rate, or a value written twice (beta=1,1.0)."""
     seen: Dict[str, Tuple[Sequence[str], DictConfig]] = {}
     for overrides, cfg in jobs:
-        trained = job_config(cfg)
-        for key in OBJECTIVE_KEYS:
-            trained.pop(key, None)
-        identity = OmegaConf.to_yaml(trained, sort_keys=True)
-        if identity in seen:
-            other, other_cfg = seen[identity]
-            both = f"{' '.join(other)} and {' '.join(overrides)} train the same model"
-            unread = [k for k in OBJECTIVE_KEYS if cfg[k] != other_cfg[k]]
-            if unread:
-                raise ConfigError(
-                    f"{both}: objective={registry.option_name(cfg, 'objective')} does not read "
-                    f"{unread[0]}; give {unread[0]} a single value")
-            raise ConfigError(f"{both}: a value is listed twice; list each value once")
-        seen[identity] = (overrides, cfg)
+        key = repr(sorted(trained(cfg).items()))
+        if key in seen:
+            other, other_cfg = seen[key]
+            raise ConfigError(f"{' '.join(other)} and {' '.join(overrides)} train the same "
+                              f"model: {same_model_reason(other_cfg, cfg)}")
+        seen[key] = (overrides, cfg)
 
 
 def read_plan(sweep_dir: str) -> List[Dict]:

@@ -7,7 +7,7 @@ import jax
 import pytest
 from hydra import compose, initialize_config_module
 
-from rdsweep import registry
+from rdsweep import registry, resolvers
 
 
 def pytest_collection_modifyitems(items):
@@ -39,6 +39,7 @@ def data_cache(tmp_path_factory):
 def make_cfg():
     """compose(overrides) -> the job config, as the rdsweep command would build it."""
     registry.register()
+    resolvers.register()
 
     def make(*overrides):
         with initialize_config_module(config_module="rdsweep.conf", version_base="1.3"):

@@ -97,7 +97,8 @@ COMMAND_BAD = [
     # jobs that would differ only in their folder names
     (["-m", "objective=target_rate", "sigma=3", "beta=0.5,1"],
      "objective=target_rate sigma=3 beta=0.5 data=synthetic and objective=target_rate sigma=3 "
-     "beta=1 data=synthetic train the same model: objective=target_rate does not read beta; "
+     "beta=1 data=synthetic train the same model: beta is read by no option of this config "
+     "(objective=target_rate); "
      "give beta a single value"),
     (["-m", "beta=1,1.0"], "beta=1 data=synthetic and beta=1.0 data=synthetic train the same "
      "model: a value is listed twice; list each value once"),

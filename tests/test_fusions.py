@@ -7,7 +7,7 @@ import pytest
 from hydra.utils import instantiate
 
 from rdsweep import fusions
-from rdsweep.config import config_hash
+from rdsweep.identity import config_hash
 from rdsweep.option import ConfigError
 from rdsweep.registry import check
 from rdsweep.train import make_train_chunk, make_train_step, stack

@@ -84,6 +84,7 @@ marginal:
 objective:
   _target_: rdsweep.objectives.BetaObjective
   beta: ${beta}
+  warmup_steps: 0
 seed: 2
 beta: 3.0
 """
@@ -186,10 +187,13 @@ def test_values_are_the_metrics_written(results):
 
 
 def test_rows_are_sorted_by_family_then_beta(sweep):
+    """Family in the paper's order, then each curve's runs by beta (a run whose config is lost,
+    known by its overrides only, ends its family's rows)."""
     table = pd.read_csv(sweep[0] / "report" / "results.csv")
     paper_order = str.maketrans("-+v", "abc")  # the paper's: "-" before "+" before "v"
-    keys = [(family.translate(paper_order), beta)
-            for family, beta in zip(table.family, table.beta.fillna(np.inf))]
+    keys = [(family.translate(paper_order), status in ("missing", "corrupt"), beta)
+            for family, status, beta in zip(table.family, table.status,
+                                            table.beta.fillna(np.inf))]
     assert keys == sorted(keys)
     assert table.family.iloc[0] == "---"
 
@@ -198,15 +202,24 @@ def test_family_table_has_a_cell_per_family_and_setting(sweep):
     text = (sweep[0] / "report" / "families.md").read_text()
     lines = text.split("Settings with several runs")[0].splitlines()  # the first table
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line[:1] == "|"]
-    header, cells = rows[0], {row[0]: dict(zip(rows[0], row)) for row in rows[2:]}
-    assert header == ["family", "β=0.3", "β=1", "β=3", "β=10", "σ=5"]
-    assert cells["---"]["β=1"] == "28.0 / 60.2 / -88.2 (2 runs)"  # means of the two seeds
-    assert cells["---"]["β=0.3"] == "40.0 / 50.0 / -90.0"
-    assert cells["-+v"] == {"family": "-+v", "β=0.3": "corrupt", "β=1": "0.5 / 80.0 / -80.5",
-                            "β=3": "", "β=10": "", "σ=5": ""}
-    assert cells["+--"]["β=3"] == "diverged" and cells["+++"]["β=10"] == "missing"
-    assert cells["--+"]["σ=5"] == "5.1 / 78.0 / -83.1"
-    assert list(cells) == ["---", "--+", "--v", "-+v", "+--", "+++", "++v", "mlp/mlp/mixture"]
+    header = rows[0]
+    assert header == ["family, settings", "beta=0.3", "beta=1", "beta=3", "beta=10", "sigma=5"]
+    # a row per family and parts (the mlp run's encoder is not the conv one of the same code)
+    cells = {row[0]: dict(zip(header[1:], row[1:])) for row in rows[2:]}
+    assert cells["--- (beta) decoder=conv encoder=conv marginal=gaussian"] == {
+        "beta=0.3": "40.0 / 50.0 / -90.0",
+        "beta=1": "28.0 / 60.2 / -88.2 (2 runs)",  # means of the two seeds
+        "beta=3": "", "beta=10": "", "sigma=5": ""}
+    by_family = {}
+    for label, row in cells.items():
+        by_family.setdefault(label.split()[0], row)
+    assert by_family["+--"]["beta=3"] == "diverged" and by_family["+++"]["beta=10"] == "missing"
+    assert by_family["--+"]["sigma=5"] == "5.1 / 78.0 / -83.1"
+    assert by_family["-+v"]["beta=1"] == "0.5 / 80.0 / -80.5"
+    # the corrupt -+v run's parts are unknown: a row of its own, by its overrides
+    assert cells["-+v (beta) decoder=? encoder=? marginal=?"]["beta=0.3"] == "corrupt"
+    assert [label.split()[0] for label in cells] == [
+        "---", "--+", "--v", "-+v", "-+v", "+--", "+++", "++v", "mlp/mlp/mixture"]
 
 
 def test_settings_with_several_seeds_show_their_spread(sweep):
@@ -214,8 +227,9 @@ def test_settings_with_several_seeds_show_their_spread(sweep):
     spread = text.split("Settings with several runs")[1]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in spread.splitlines()
             if line[:1] == "|"]
-    assert rows[0] == ["family", "setting", "runs", "rate", "distortion", "elbo", "iwae"]
-    assert rows[2:] == [["---", "β=1", "2", "28.00 (27.00 to 29.00)", "60.25 (59.50 to 61.00)",
+    assert rows[0] == ["setting", "runs", "rate", "distortion", "elbo", "iwae"]
+    assert rows[2:] == [["--- (beta) decoder=conv encoder=conv marginal=gaussian beta=1", "2",
+                         "28.00 (27.00 to 29.00)", "60.25 (59.50 to 61.00)",
                          "-88.25 (-88.50 to -88.00)", "-85.75 (-86.00 to -85.50)"]]
 
 
@@ -300,7 +314,7 @@ def test_comparison_with_the_paper(sweep):
         else:  # ++v failed; --+ ran with the target-rate objective
             assert row.runs == 0 and np.isnan(row.rate_ours) and np.isnan(row.elbo_diff)
     assert comparison.loc["---", "runs"] == 2
-    assert "| ++v | 0 | 0.0 | missing |" in out
+    assert "| ++v | beta | 1 | 0 | 0.0 | missing |" in out
 
 
 def test_missing_folder_exits_2_and_writes_nothing(tmp_path):
@@ -326,7 +340,8 @@ def test_unknown_comparison_exits_2_listing_the_names(tmp_path):
 def test_family_and_objective_of_a_config_without_them():
     """Runs older than metrics.json's "family" and "objective": named from the config's parts."""
     old = describe_config(OmegaConf.create(config("+-v", beta=0.3)), {})
-    assert (old["family"], old["objective"], old["beta"]) == ("+-v", "beta", 0.3)
+    assert (old["family"], old["objective"]) == ("+-v", "beta")
+    assert json.loads(old["config"])["objective.beta"] == 0.3
     assert describe_config(OmegaConf.create(config("mlp", sigma=5.0)), {})["family"] == (
         "mlp/mlp/mixture")  # the mixture marginal has no paper code
     mlp = {"encoder": {"_target_": "rdsweep.options.mlp.MLPEncoder"},
@@ -335,7 +350,8 @@ def test_family_and_objective_of_a_config_without_them():
            "objective": {"_target_": "rdsweep.options.objectives.TargetRateObjective",
                          "sigma": 5.0}}
     new = describe_config(OmegaConf.create(mlp), {})
-    assert (new["family"], new["objective"], new["sigma"]) == ("---", "target_rate", 5.0)
+    assert (new["family"], new["objective"]) == ("---", "target_rate")
+    assert json.loads(new["config"])["objective.sigma"] == 5.0
 
 
 def test_family_and_objective_recorded_in_metrics_are_used(tmp_path):
@@ -382,15 +398,16 @@ def test_each_familys_beta_runs_are_joined_in_beta_order(sweep):
     from rdsweep.report.plots import rd_plane_figure
 
     table = report.collect(str(sweep[0]))
-    lines = {line.get_gid(): line for line in rd_plane_figure(table).axes[0].lines
+    lines = {line.get_gid().split()[0][len("curve:"):]: line
+             for line in rd_plane_figure(table).axes[0].lines
              if str(line.get_gid()).startswith("curve:")}
     done = table[(table.status == "completed") & (table.objective == "beta")]
     for family, group in done.groupby("family"):
         means = group.groupby("beta")[["rate", "distortion"]].mean().sort_index()
         if len(means) < 2:
-            assert f"curve:{family}" not in lines
+            assert family not in lines
             continue
-        x, y = lines[f"curve:{family}"].get_data()
+        x, y = lines[family].get_data()
         np.testing.assert_allclose(x, means.rate)
         np.testing.assert_allclose(y, means.distortion)
     assert lines  # the fake sweep has a family with several betas
@@ -424,7 +441,8 @@ def test_include_adds_an_earlier_reports_runs(sweep, results, tmp_path):
     others = [run for run in results.index if run not in ("beta=1,family=++v",)]
     pd.testing.assert_frame_equal(merged.loc[others, results.columns], results.loc[others])
     spread = (root / "report" / "families.md").read_text().split("Settings with several runs")[1]
-    assert "| --- | β=1 | 3 | 29.00 (27.00 to 31.00) |" in spread  # seeds 0 and 1 from the CSV
+    assert ("| --- (beta) decoder=conv encoder=conv marginal=gaussian beta=1 | 3 | "
+            "29.00 (27.00 to 31.00) |") in spread  # seeds 0 and 1 from the CSV
     assert out.startswith(f"{len(merged)} runs in {root} + {earlier}: ")
 
 

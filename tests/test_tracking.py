@@ -14,7 +14,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from helpers import SMALL_MODEL, rdsweep, read
-from rdsweep import config as config_lib
+from rdsweep import identity
 from rdsweep import experiment, lifecycle
 from rdsweep.options.trackers import MlflowTracker
 from rdsweep.outputs import RunLog
@@ -161,6 +161,6 @@ RECORDED = [([], "00d854a684792570"), (["data=synthetic", "beta=0.5"], "b69d69eb
 
 @pytest.mark.parametrize("overrides,recorded", RECORDED, ids=[" ".join(o) for o, _ in RECORDED])
 def test_the_tracker_is_outside_a_runs_identity(overrides, recorded, make_cfg):
-    assert config_lib.config_hash(make_cfg(*overrides)) == recorded
-    assert config_lib.config_hash(make_cfg(*overrides, "tracker=mlflow", "tracker.uri=x",
+    assert identity.config_hash(make_cfg(*overrides)) == recorded
+    assert identity.config_hash(make_cfg(*overrides, "tracker=mlflow", "tracker.uri=x",
                                            "tracker.experiment=y")) == recorded

@@ -48,6 +48,7 @@ class TargetRateObjective:
 
 @dataclass
 class BetaObjectiveConfig(ObjectiveConfig):
+    KNOB = "beta"
     _target_: str = f"{__name__}.BetaObjective"
     beta: float = "${beta}"  # type: ignore[assignment]  # the top-level sweep key
 
@@ -58,6 +59,7 @@ class BetaObjectiveConfig(ObjectiveConfig):
 
 @dataclass
 class TargetRateObjectiveConfig(ObjectiveConfig):
+    KNOB = "sigma"
     _target_: str = f"{__name__}.TargetRateObjective"
     sigma: float = "${sigma}"  # type: ignore[assignment]  # the top-level sweep key
 

@@ -12,16 +12,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from rdsweep.fileio import atomic_write
-from rdsweep.lifecycle import Status
 from rdsweep.outputs import IMAGES
+import rdsweep.report.settings as settings
+from rdsweep.report.page import FIGURES, counts, page
 from rdsweep.report.runs import ReportError, collect, entropy_estimate, merge, read_results
-from rdsweep.report.plots import choose_image_runs, images_figure, rd_plane_figure, skew_figure
+from rdsweep.report.plots import (choose_equal_elbo_runs, choose_image_runs, images_figure,
+                                  rd_plane_figure, skew_figure)
 from rdsweep.report.tables import (compare_with, family_table, load_reference, markdown,
                                    spread_table)
 
 REPORT = "report"
-KEY_COLUMNS = ("family", "objective", "beta", "sigma", "seed", "status", "rate", "distortion",
-               "elbo", "iwae", "detail")
+RESULTS = "results.csv"
+METRIC_COLUMNS = ("status", "rate", "distortion", "elbo", "iwae", "detail")
+
+
+def key_columns(table: pd.DataFrame) -> list:
+    """The columns the command prints: what each run is, and how it went."""
+    return ["family", "objective", *settings.of(table)[0], "seed", *METRIC_COLUMNS]
 
 
 def _save_figure(fig: Figure, path: str) -> None:
@@ -47,6 +54,11 @@ def source(sweep_dir: str, include: Sequence[str]) -> str:
     return " + ".join([sweep_dir, *include])
 
 
+def is_results_csv(path: str) -> bool:
+    """SWEEP_DIR given as an earlier report's results.csv (its runs' folders may be gone)."""
+    return os.path.isfile(path) and path.endswith(".csv")
+
+
 def build_report(sweep_dir: str, compare: Optional[str] = None,
                  image_runs: Optional[Sequence[str]] = None, eval_name: Optional[str] = None,
                  include: Sequence[str] = ()
@@ -54,42 +66,57 @@ def build_report(sweep_dir: str, compare: Optional[str] = None,
     """(the table, the comparison or None, the paths written by file name). Every argument is
     checked before the first file is written. eval_name: the test metrics are the runs'
     re-evaluation eval/<eval_name>.json, and the report goes to report/eval=<eval_name>/.
-    include: earlier reports' results.csv files whose rows join the table (runs.merge)."""
+    include: earlier reports' results.csv files whose rows join the table (runs.merge).
+    sweep_dir may be a results.csv: the report is rebuilt from it, beside it."""
+    from_csv = is_results_csv(sweep_dir)
     if include and eval_name:
         raise ReportError("--include and --eval cannot be combined: an included row's test "
                           "metrics are its own run's evaluation")
+    if from_csv and (eval_name or image_runs):
+        raise ReportError(f"{sweep_dir}: a results.csv has no run folders; --eval and --images "
+                          "need the sweep folder")
     reference = load_reference(compare) if compare else None
     earlier = [read_results(path) for path in include]
-    table = collect(sweep_dir, eval_name)
+    table = read_results(sweep_dir, option="") if from_csv else collect(sweep_dir, eval_name)
     for rows in earlier:
         table = merge(table, rows)
     if image_runs:
         _check_image_runs(table, sweep_dir, image_runs)
-    runs = list(image_runs) if image_runs else choose_image_runs(table, sweep_dir)
     comparison = compare_with(table, reference) if reference is not None else None
 
-    folder = os.path.join(sweep_dir, REPORT, *([f"eval={eval_name}"] if eval_name else []))
+    folder = (os.path.dirname(os.path.abspath(sweep_dir)) if from_csv else
+              os.path.join(sweep_dir, REPORT, *([f"eval={eval_name}"] if eval_name else [])))
     paths = {name: os.path.join(folder, name)
-             for name in ("results.csv", "results.parquet", "families.md", "rd_plane.png",
+             for name in (RESULTS, "results.parquet", "families.md", "rd_plane.png",
                           "skew.png")}
-    _save_csv(table, paths["results.csv"])
+    _save_csv(table, paths[RESULTS])
     atomic_write(paths["results.parquet"], lambda f: table.to_parquet(f, index=False),
                  binary=True)
     spread = spread_table(table)
     atomic_write(paths["families.md"], lambda f: f.write(
-        f"Test R / D / ELBO (nats) per family and setting, {source(sweep_dir, include)}\n\n"
+        f"Test R / D / ELBO (nats) per setting, {source(sweep_dir, include)}\n\n"
         + markdown(family_table(table)) + "\n"
         + ("" if spread.empty else "\nSettings with several runs (seeds): mean (min to max), "
            "nats\n\n" + markdown(spread) + "\n")))
     _save_figure(rd_plane_figure(table), paths["rd_plane.png"])
     _save_figure(skew_figure(table), paths["skew.png"])
-    if runs:
-        paths["images.png"] = os.path.join(folder, "images.png")
-        _save_figure(images_figure(table, sweep_dir, runs), paths["images.png"])
+    if not from_csv:
+        pictures = {"images.png": list(image_runs or choose_image_runs(table, sweep_dir)),
+                    "equal_elbo.png": choose_equal_elbo_runs(table, sweep_dir)}
+        for name, runs in pictures.items():
+            if runs:
+                paths[name] = os.path.join(folder, name)
+                _save_figure(images_figure(table, sweep_dir, runs), paths[name])
     if comparison is not None:
         name = f"compare_{compare}.csv"
         paths[name] = os.path.join(folder, name)
         _save_csv(comparison, paths[name])
+    # a rebuilt report keeps the pictures its run folders gave, if they are there
+    figures = {name for name, *_ in FIGURES if os.path.isfile(os.path.join(folder, name))}
+    paths["README.md"] = os.path.join(folder, "README.md")
+    atomic_write(paths["README.md"], lambda f: f.write(page(
+        source(sweep_dir, include), table, {n: os.path.join(folder, n) for n in figures},
+        comparison, compare)))
     return table, comparison, paths
 
 
@@ -102,13 +129,11 @@ def write_report(sweep_dir: str, compare: Optional[str] = None,
 def summary(sweep_dir: str, table: pd.DataFrame, comparison: Optional[pd.DataFrame],
             compare: Optional[str], paths: Mapping[str, str]) -> str:
     """What main prints: counts per status, H, the key columns, the comparison, the paths."""
-    counts = table.status.value_counts()
-    lines = [f"{len(table)} runs in {sweep_dir}: "
-             + ", ".join(f"{counts[s]} {s}" for s in Status if s in counts)]
+    lines = [f"{len(table)} runs in {sweep_dir}: {counts(table)}"]
     h = entropy_estimate(table)
     if h is not None:
         lines.append(f"H estimate (best -IWAE of the completed runs): {h:.2f} nats")
-    lines += ["", markdown(table[list(KEY_COLUMNS)])]
+    lines += ["", markdown(table[key_columns(table)])]
     if comparison is not None:
         lines += ["", f"beta = 1 against {compare} (diff = ours - paper):",
                   markdown(comparison, missing="missing")]
@@ -120,10 +145,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rdsweep-report",
         description="Collects the runs of a sweep folder (or one run's folder) into "
-                    "SWEEP_DIR/report/: results.csv, results.parquet, families.md, "
-                    "rd_plane.png, skew.png, images.png.")
+                    "SWEEP_DIR/report/: README.md (the page: tables and figures), "
+                    "results.csv, results.parquet, families.md, rd_plane.png, skew.png, "
+                    "images.png, equal_elbo.png.")
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR",
-                        help="a sweep folder (hydra.sweep.dir) or one run's folder")
+                        help="a sweep folder (hydra.sweep.dir), one run's folder, or an "
+                             "earlier report's results.csv (rebuilt beside it)")
     parser.add_argument("--compare", metavar="NAME",
                         help="compare beta = 1 with a reference table, e.g. paper_mnist")
     parser.add_argument("--images", nargs="+", metavar="SUBDIR",

@@ -11,13 +11,15 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from rdsweep.lifecycle import Status
 from rdsweep.outputs import IMAGES
-from rdsweep.report.runs import completed, entropy_estimate, setting
+import rdsweep.report.settings as settings
+from rdsweep.report.runs import completed, entropy_estimate
 
 # Figures here are pyplot-free; Agg still guards against a display backend if pyplot is imported.
 matplotlib.use("Agg")
@@ -40,7 +42,7 @@ def footer(table: pd.DataFrame) -> str:
             continue
         text = f"{len(runs)} {status}"
         if status in FAILURES:
-            names = [f"{setting(r)} {r.family}" for r in runs.itertuples()]
+            names = [settings.label(r, table) for r in runs.to_dict("records")]
             if len(names) > NAMED_PER_STATUS:
                 names = names[:NAMED_PER_STATUS] + [f"{len(runs) - NAMED_PER_STATUS} more"]
             text += f" ({', '.join(names)})"
@@ -48,21 +50,53 @@ def footer(table: pd.DataFrame) -> str:
     return "not shown: " + ", ".join(parts)
 
 
-def _scatter_families(ax: Axes, points: pd.DataFrame, y: str) -> None:
-    """One marker and colour per family (in the legend), each point labelled with its setting;
-    a family's beta runs joined in beta order (means over seeds), so its curve shows."""
-    colours = matplotlib.colormaps["tab20"]
-    for i, (family, group) in enumerate(points.groupby("family", sort=True)):
-        ax.scatter(group.rate, group[y], marker=MARKERS[i % len(MARKERS)], color=colours(i % 20),
-                   label=family, zorder=3)
-        curve = (group[group.objective == "beta"].groupby("beta")[["rate", y]].mean()
-                 .sort_index())
-        if len(curve) > 1:
-            ax.plot(curve.rate, curve[y], color=colours(i % 20), linewidth=0.8, zorder=2,
-                    gid=f"curve:{family}")
-        for row in group.itertuples():
-            ax.annotate(setting(row), (row.rate, getattr(row, y)), xytext=(3, 3),
-                        textcoords="offset points", fontsize=6)
+LABEL_POINTS = 7  # the knob labels' font size; a label is drawn only where it has room
+
+
+def _plot_curves(ax: Axes, points: pd.DataFrame, table: pd.DataFrame, y: str) -> None:
+    """One colour per curve (family and settings other than the knob), one marker per family,
+    each named once in the legend; a curve's runs joined in knob order (means over seeds);
+    knob values written beside the points where they do not overlap another label."""
+    colours = matplotlib.colormaps["tab10"]  # beyond ten curves the family's marker tells
+    families = sorted(set(points.family))
+    records = points.to_dict("records")
+    curves: dict = {}
+    for row in records:
+        curves.setdefault(settings.curve_label(row, table), []).append(row)
+    for i, (name, rows) in enumerate(curves.items()):
+        colour = colours(i % colours.N)
+        marker = MARKERS[families.index(rows[0]["family"]) % len(MARKERS)]
+        ax.scatter([r["rate"] for r in rows], [r[y] for r in rows], marker=marker, s=22,
+                   color=colour, label=name, zorder=3)
+        line = (pd.DataFrame({"knob": [settings.knob_value(r, table) for r in rows],
+                              "rate": [r["rate"] for r in rows], y: [r[y] for r in rows]})
+                .dropna(subset=["knob"]).groupby("knob").mean().sort_index())
+        if len(line) > 1:
+            ax.plot(line.rate, line[y], color=colour, linewidth=0.9, zorder=2,
+                    gid=f"curve:{name}")
+    _label_points(ax, records, table, y)
+
+
+def _curve_count(points: pd.DataFrame, table: pd.DataFrame) -> int:
+    return len({settings.curve_label(r, table) for r in points.to_dict("records")})
+
+
+def _label_points(ax: Axes, records: List[dict], table: pd.DataFrame, y: str) -> None:
+    """The knob value beside each point, in order of rising rate, skipping a label whose box
+    would overlap one already drawn (the legend and the tables name every run)."""
+    ax.figure.canvas.draw()  # fixes the axes' size, so data maps to display coordinates
+    placed: List[Tuple[float, float, float, float]] = []
+    height = LABEL_POINTS * ax.figure.dpi / 72
+    for row in sorted(records, key=lambda r: (r["rate"], r[y])):
+        text = settings.knob_label(row, table).split("=", 1)[-1]
+        x0, y0 = ax.transData.transform((row["rate"], row[y]))
+        box = (x0 + 3, y0 + 2, x0 + 3 + 0.62 * height * len(text), y0 + 2 + height)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+               for b in placed):
+            continue
+        placed.append(box)
+        ax.annotate(text, (row["rate"], row[y]), xytext=(3, 2), textcoords="offset points",
+                    fontsize=LABEL_POINTS, color="0.25", gid="knob-label")
 
 
 Guides = Callable[[Axes, pd.DataFrame, Optional[float], Tuple[float, float],
@@ -72,19 +106,30 @@ Guides = Callable[[Axes, pd.DataFrame, Optional[float], Tuple[float, float],
 def _runs_figure(table: pd.DataFrame, y: str, ylabel: str, title: str,
                  guides: Guides) -> Figure:
     """The completed runs as (R, y) points with the view's guide lines, and the footer."""
-    fig = Figure(figsize=(8, 6.5))
-    ax = fig.subplots()
     points = completed(table)
-    _scatter_families(ax, points, y)
+    many = _curve_count(points, table) > 12
+    fig = Figure(figsize=(11 if many else 8, 6.5))
+    FigureCanvasAgg(fig)  # a canvas to measure the labels on
+    ax = fig.subplots()
+    if many:  # the legend beside the axes, not over the runs
+        fig.subplots_adjust(right=0.68)
     if points.empty:
         ax.text(0.5, 0.5, "no completed run", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.scatter(points.rate, points[y], alpha=0)  # the limits first, then the labels
     xlim, ylim = ax.get_xlim(), ax.get_ylim()
     guides(ax, points, entropy_estimate(table), xlim, ylim)
     ax.set_xlim(xlim)  # the guides are clipped to the data, not the data squeezed by the guides
     ax.set_ylim(ylim)
-    ax.set(xlabel="rate R (nats)", ylabel=ylabel, title=title)
+    _plot_curves(ax, points, table, y)
+    knobs = "/".join(settings.of(table)[1]) or "the objective's parameter"
+    ax.set(xlabel="rate R (nats)", ylabel=ylabel,
+           title=f"{title} (points labelled by {knobs})")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
+        if many:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1)
+        else:
+            ax.legend(fontsize=7, loc="best")
     fig.subplots_adjust(bottom=0.15)
     fig.text(0.01, 0.01, textwrap.fill(footer(table), 130), fontsize=7, va="bottom")
     return fig
@@ -130,11 +175,14 @@ def skew_figure(table: pd.DataFrame) -> Figure:
                         _skew_guides)
 
 
-def choose_image_runs(table: pd.DataFrame, sweep_dir: str, count: int = 5) -> List[str]:
-    """Up to `count` completed runs with images.png, spread over their range of rates: for
-    evenly spaced rates from the lowest to the highest, the nearest run not yet chosen."""
+def _with_images(table: pd.DataFrame, sweep_dir: str) -> pd.DataFrame:
     points = completed(table)
-    points = points[[os.path.isfile(os.path.join(sweep_dir, run, IMAGES)) for run in points.run]]
+    return points[[os.path.isfile(os.path.join(sweep_dir, run, IMAGES)) for run in points.run]]
+
+
+def _spread_over_rate(points: pd.DataFrame, count: int) -> List[str]:
+    """Up to `count` runs of `points`, for evenly spaced rates from the lowest to the highest
+    the nearest run not yet chosen; in order of rate."""
     chosen: List[str] = []
     if points.empty:
         return chosen
@@ -144,11 +192,34 @@ def choose_image_runs(table: pd.DataFrame, sweep_dir: str, count: int = 5) -> Li
     return sorted(chosen, key=points.set_index("run").rate.get)
 
 
-def caption(row: Any) -> str:
-    """"family setting R=.. D=.. ELBO=..", and the status if the run is not completed."""
-    text = (f"{row.family} {setting(row)}   R={row.rate:.1f}  D={row.distortion:.1f}  "
-            f"ELBO={row.elbo:.1f}")
-    return text if row.status == Status.COMPLETED else f"{text}   ({row.status})"
+def choose_image_runs(table: pd.DataFrame, sweep_dir: str, count: int = 5) -> List[str]:
+    """Up to `count` completed runs with images.png, spread over their range of rates."""
+    return _spread_over_rate(_with_images(table, sweep_dir), count)
+
+
+EQUAL_ELBO = 1.0  # nats: test ELBOs this close count as equal
+
+
+def choose_equal_elbo_runs(table: pd.DataFrame, sweep_dir: str, count: int = 4,
+                           tolerance: float = EQUAL_ELBO) -> List[str]:
+    """Up to `count` completed runs with images.png whose test ELBOs lie within `tolerance`
+    nats of each other and whose rates spread the most, spread over that range (the paper's
+    figure of models the ELBO cannot tell apart); [] if no such runs differ in rate by more
+    than `tolerance` nats."""
+    points = _with_images(table, sweep_dir)
+    best, span = points.iloc[:0], tolerance
+    for elbo in points.elbo:
+        window = points[(points.elbo >= elbo) & (points.elbo <= elbo + tolerance)]
+        if window.rate.max() - window.rate.min() > span:
+            best, span = window, window.rate.max() - window.rate.min()
+    return _spread_over_rate(best, count)
+
+
+def caption(row: Any, table: pd.DataFrame) -> str:
+    """"family settings R=.. D=.. ELBO=..", and the status if the run is not completed."""
+    text = (f"{settings.label(row, table)}   R={row['rate']:.1f}  D={row['distortion']:.1f}  "
+            f"ELBO={row['elbo']:.1f}")
+    return text if row["status"] == Status.COMPLETED else f"{text}   ({row['status']})"
 
 
 def images_figure(table: pd.DataFrame, sweep_dir: str, runs: Sequence[str]) -> Figure:
@@ -159,10 +230,10 @@ def images_figure(table: pd.DataFrame, sweep_dir: str, runs: Sequence[str]) -> F
     heights = [width * p.shape[0] / p.shape[1] + 0.3 for p in pictures]  # + the caption
     fig = Figure(figsize=(width, sum(heights)))
     axes = fig.subplots(len(runs), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
-    rows = {row.run: row for row in table.itertuples()}
+    rows = {row["run"]: row for row in table.to_dict("records")}
     for ax, run, picture in zip(axes[:, 0], runs, pictures):
         ax.imshow(picture, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(caption(rows[run]), fontsize=8, loc="left")
+        ax.set_title(caption(rows[run], table), fontsize=8, loc="left")
         ax.axis("off")
     fig.subplots_adjust(left=0.01, right=0.99, top=0.97, bottom=0.01, hspace=0.25)
     return fig

@@ -1,5 +1,6 @@
 """Reading a sweep folder into the results table: one row per run, with what the run is (family,
-objective, beta or sigma, seed) and how it went (status, test metrics, timing)."""
+objective, the setting columns of rdsweep.report.settings, seed, and its trained config as JSON)
+and how it went (status, test metrics, timing)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import registry
+from rdsweep.identity import trained
 from rdsweep.lifecycle import TEST_METRICS, Status, corrupt, metrics_outcome
 from rdsweep.outputs import METRICS, kept_steps, load_metrics
+import rdsweep.report.settings as settings
 from rdsweep.report.convergence import elbo_gain, run_drift
 from rdsweep.sweep import PLAN, read_plan
 
@@ -24,10 +27,14 @@ EVAL = "eval"  # a run's re-evaluations by rdsweep-eval: eval/<name>.json
 # Convergence (rdsweep.report.convergence): the training ELBO's drift over the last tenth of the
 # steps, and the test ELBO gained since the newest earlier checkpoint evaluated by rdsweep-eval.
 CONVERGENCE = ("train_elbo_drift", "test_elbo_gain", "gain_since_step")
-COLUMNS = ("run", "status", "family", "objective", "beta", "sigma", "warmup_steps", "seed",
-           *TEST_METRICS, "steps", "seconds", "images_per_s", *CONVERGENCE, "detail")
-INTEGER_COLUMNS = ("warmup_steps", "seed", "iwae_samples", "steps", "gain_since_step")
-TEXT_COLUMNS = ("run", "status", "family", "objective", "detail")
+# The setting columns (rdsweep.report.settings) go between HEAD and TAIL; `config` holds each
+# run's trained keys as JSON, from which a merged table finds its setting columns again.
+HEAD = ("run", "status", "family", "objective")
+TAIL = ("seed", *TEST_METRICS, "steps", "seconds", "images_per_s", *CONVERGENCE, "detail",
+        "config")
+COLUMNS = (*HEAD, *TAIL)
+INTEGER_COLUMNS = ("seed", "iwae_samples", "steps", "gain_since_step")
+TEXT_COLUMNS = ("run", "status", "family", "objective", "detail", "config")
 UNKNOWN = "?"
 PAPER_ORDER = str.maketrans("-+v", "012")
 
@@ -47,33 +54,23 @@ def _number(value: Any) -> float:
 
 
 def describe_config(cfg: DictConfig, recorded: Mapping[str, Any]) -> Dict[str, Any]:
-    """family, objective, beta, sigma, warmup_steps and seed of a run's config. The family and
+    """family, objective, seed and trained config (JSON) of a run's config. The family and
     objective are metrics.json's (`recorded`) if it has them, else the registry's names for
-    the config's parts (runs older than those keys, or without metrics.json yet)."""
-
-    def get(key: str) -> Any:
-        return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-
-    objective = recorded.get("objective") or registry.option_name(cfg, "objective")
+    the config's parts (runs without metrics.json yet)."""
     return {"family": recorded.get("family") or registry.family_code(cfg),
-            "objective": objective,
-            "beta": _number(get("objective.beta")) if objective == "beta" else np.nan,
-            "sigma": _number(get("objective.sigma")) if objective == "target_rate" else np.nan,
-            "warmup_steps": _number(get("objective.warmup_steps")),
-            "seed": _number(get("seed"))}
+            "objective": recorded.get("objective") or registry.option_name(cfg, "objective"),
+            "seed": _number(OmegaConf.select(cfg, "seed", default=None)),
+            "config": settings.dumps(trained(cfg))}
 
 
 def describe_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
     """What a planned job's overrides say about it (a job that never started has nothing else):
-    unset keys are unknown, except the objective, which defaults to beta as in conf/config.yaml."""
+    unset keys are unknown, except the objective, which defaults to beta as in conf/config.yaml.
+    `overrides` (key -> value) fills its setting columns where it names them."""
     values = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
-    objective = values.get("objective", "beta")
     return {"family": values.get("family", values.get("mlp_family", UNKNOWN)),
-            "objective": objective,
-            "beta": _number(values.get("beta")) if objective == "beta" else np.nan,
-            "sigma": _number(values.get("sigma")) if objective == "target_rate" else np.nan,
-            "warmup_steps": _number(values.get("objective.warmup_steps")),
-            "seed": _number(values.get("seed"))}
+            "objective": values.get("objective", "beta"),
+            "seed": _number(values.get("seed")), "overrides": values}
 
 
 def run_config(run_dir: str, metrics: Optional[Mapping[str, Any]]) -> Optional[DictConfig]:
@@ -187,18 +184,45 @@ def list_runs(sweep_dir: str) -> List[Tuple[str, List[str]]]:
 
 
 def make_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows -> the results table: COLUMNS in order, numbers as numbers, sorted by family then
-    objective, beta, sigma and seed."""
-    table = pd.DataFrame(list(rows)).reindex(columns=list(COLUMNS))
+    """Rows -> the results table: HEAD, the setting columns, TAIL, numbers as numbers, sorted by
+    family then objective, the setting columns and seed. A row without a config keeps the
+    setting values it has (an earlier report's row) or its overrides give. The table's
+    attrs["settings"] and attrs["knobs"] name the setting and knob columns."""
+    rows = [dict(row) for row in rows]
+    configs = [settings.loads(row.get("config")) for row in rows]
+    values, columns, knobs = settings.setting_columns(configs,
+                                                      [r.get("objective") for r in rows])
+    for row, config, value in zip(rows, configs, values):
+        if config is None:
+            value = {c: row[c] for c in columns if c in row and settings.present(row[c])}
+            value |= settings.from_overrides(row.get("overrides") or {}, columns)
+        row.update({c: value.get(c, np.nan) for c in columns})
+    table = pd.DataFrame(rows).reindex(columns=[*HEAD, *columns, *TAIL])
     for column in COLUMNS:
         if column in INTEGER_COLUMNS:
             table[column] = pd.to_numeric(table[column], errors="coerce").round().astype("Int64")
         elif column not in TEXT_COLUMNS:
             table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
-    table["detail"] = table["detail"].map(lambda d: None if pd.isna(d) else str(d)).astype(object)
-    return (table.sort_values(["family", "objective", "beta", "sigma", "seed", "run"],
-                              na_position="last", kind="stable", key=_sort_key)
-            .reset_index(drop=True))
+    for column in columns:
+        table[column] = _setting_values(table[column])
+    for column in ("detail", "config"):
+        table[column] = table[column].map(lambda d: None if pd.isna(d) else str(d)).astype(object)
+    table = (table.sort_values(["family", "objective", *columns, "seed", "run"],
+                               na_position="last", kind="stable", key=_sort_key)
+             .reset_index(drop=True))
+    table.attrs.update(settings=columns, knobs=knobs, curves=settings.find_curve_columns(
+        table.objective.dropna(), columns, knobs))
+    return table
+
+
+def _setting_values(column: pd.Series) -> pd.Series:
+    """A setting column as numbers if every value is one (whole numbers as integers), else as
+    text (missing: None)."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().sum() == column.notna().sum():
+        whole = numbers.notna().any() and (numbers.dropna() % 1 == 0).all()
+        return numbers.round().astype("Int64") if whole else numbers.astype(float)
+    return column.map(lambda v: None if not settings.present(v) else str(v)).astype(object)
 
 
 def _sort_key(column: pd.Series) -> pd.Series:
@@ -232,17 +256,18 @@ def collect(sweep_dir: str, eval_name: Optional[str] = None) -> pd.DataFrame:
     return table
 
 
-def read_results(path: str) -> pd.DataFrame:
+def read_results(path: str, option: str = "--include") -> pd.DataFrame:
     """An earlier report's results.csv as a results table (make_table's columns and types).
-    Raises ReportError if it cannot be read or lacks one of COLUMNS."""
+    Raises ReportError, naming `option` and the path, if it cannot be read or lacks one of
+    COLUMNS."""
+    where = " ".join(filter(None, [option, path]))
     try:
         rows = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
     except (OSError, ValueError) as e:
-        raise ReportError(f"--include {path}: not a readable CSV ({type(e).__name__}: {e})") \
-            from None
+        raise ReportError(f"{where}: not a readable CSV ({type(e).__name__}: {e})") from None
     missing = [column for column in COLUMNS if column not in rows.columns]
     if missing:
-        raise ReportError(f"--include {path}: not a results.csv of rdsweep-report "
+        raise ReportError(f"{where}: not a results.csv of rdsweep-report "
                           f"(no column {', '.join(missing)})")
     return make_table(rows.to_dict("records"))
 
@@ -271,10 +296,3 @@ def entropy_estimate(table: pd.DataFrame) -> Optional[float]:
     """H, estimated by the best (lowest) -IWAE of the completed runs; None if there is none."""
     best = (-table.loc[table.status == Status.COMPLETED, "iwae"]).min()
     return None if pd.isna(best) else float(best)
-
-
-def setting(row: Any) -> str:
-    """The swept knob of a run: "β=0.3" or "σ=10"."""
-    if row.objective == "target_rate":
-        return f"σ={row.sigma:g}"
-    return f"β={row.beta:g}" if pd.notna(row.beta) else f"{row.objective} ?"

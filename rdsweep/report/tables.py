@@ -1,29 +1,39 @@
-"""The report's text tables: families.md (R / D / ELBO per family and setting, and the spread
+"""The report's text tables: families.md (R / D / ELBO per curve and knob value, and the spread
 over seeds where a setting has several runs), the comparison with the paper's numbers
 (rdsweep.reference), and markdown."""
 
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pandas as pd
 
 from rdsweep.lifecycle import Status
-from rdsweep.report.runs import ReportError, setting
+import rdsweep.report.settings as settings
+from rdsweep.report.runs import ReportError
 
 
-def _with_settings(table: pd.DataFrame) -> pd.DataFrame:
-    """table ordered by objective, beta and sigma, with a `setting` column (β=.. / σ=..)."""
-    ordered = table.sort_values(["objective", "beta", "sigma"], kind="stable")
-    return ordered.assign(setting=[setting(row) for row in ordered.itertuples()])
+def _records(table: pd.DataFrame) -> List[Dict[str, Any]]:
+    return table.to_dict("records")
+
+
+def _by_curve_and_knob(table: pd.DataFrame) -> Dict[Tuple[str, str], pd.DataFrame]:
+    """(curve label, knob label) -> its runs, in the table's order: the runs of one setting."""
+    groups: Dict[Tuple[str, str], List[int]] = {}
+    for index, row in zip(table.index, _records(table)):
+        groups.setdefault((settings.curve_label(row, table), settings.knob_label(row, table)),
+                          []).append(index)
+    return {key: table.loc[rows] for key, rows in groups.items()}
 
 
 def family_table(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per family, one column per setting (β=.. / σ=..), each cell "R / D / ELBO" of the
-    completed runs (means, "(n runs)" if several seeds), else the statuses of its runs."""
-    ordered = _with_settings(table)
+    """One row per curve (family and settings other than the knob), one column per knob value
+    (beta=.., sigma=..), each cell "R / D / ELBO" of the completed runs of that setting (means,
+    "(n runs)" if several seeds), else the statuses of its runs."""
+    order = table.sort_values(["objective", *settings.of(table)[1]], kind="stable")
+    order.attrs = table.attrs
 
     def cell(runs: pd.DataFrame) -> str:
         done = runs[runs.status == Status.COMPLETED]
@@ -32,26 +42,29 @@ def family_table(table: pd.DataFrame) -> pd.DataFrame:
         text = " / ".join(f"{done[q].mean():.1f}" for q in ("rate", "distortion", "elbo"))
         return text + (f" ({len(done)} runs)" if len(done) > 1 else "")
 
-    cells = {key: cell(runs) for key, runs in ordered.groupby(["family", "setting"], sort=False)}
-    settings = list(dict.fromkeys(ordered.setting))
-    return pd.DataFrame([{"family": family, **{s: cells.get((family, s)) for s in settings}}
-                         for family in dict.fromkeys(table.family)])
+    groups = _by_curve_and_knob(order)
+    knobs = list(dict.fromkeys(knob for _, knob in groups))
+    curves = list(dict.fromkeys(settings.curve_label(r, table) for r in _records(table)))
+    cells = {key: cell(runs) for key, runs in groups.items()}
+    return pd.DataFrame([{"family, settings": curve, **{k: cells.get((curve, k)) for k in knobs}}
+                         for curve in curves])
 
 
 SPREAD = ("rate", "distortion", "elbo", "iwae")
 
 
 def spread_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The (family, setting) pairs with several completed runs (seeds): their count, and for
-    each of SPREAD "mean (min to max)" over those runs, two decimals."""
-    done = _with_settings(table[table.status == Status.COMPLETED])
+    """The settings with several completed runs (seeds): their count, and for each of SPREAD
+    "mean (min to max)" over those runs, two decimals."""
+    done = table[table.status == Status.COMPLETED]
+    done.attrs = table.attrs
     rows = []
-    for (family, where), runs in done.groupby(["family", "setting"], sort=False):
+    for (curve, knob), runs in _by_curve_and_knob(done).items():
         if len(runs) > 1:
-            rows.append({"family": family, "setting": where, "runs": len(runs),
+            rows.append({"setting": f"{curve} {knob}", "runs": len(runs),
                          **{q: f"{runs[q].mean():.2f} ({runs[q].min():.2f} to "
                                f"{runs[q].max():.2f})" for q in SPREAD}})
-    return pd.DataFrame(rows, columns=["family", "setting", "runs", *SPREAD])
+    return pd.DataFrame(rows, columns=["setting", "runs", *SPREAD])
 
 
 def reference_names() -> List[str]:
@@ -69,20 +82,49 @@ def load_reference(name: str) -> pd.DataFrame:
         return pd.read_csv(f, comment="#", dtype={"family": str})
 
 
+QUANTITIES = ("rate", "distortion", "elbo")
+
+
 def compare_with(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Per reference family: its (R, D, ELBO), ours (completed beta-objective runs at beta = 1,
-    mean over seeds) and ours - reference; NaN and runs = 0 where we have no such run."""
-    ours = table[(table.status == Status.COMPLETED) & (table.objective == "beta")
-                 & np.isclose(table.beta, 1.0)]
-    quantities = ["rate", "distortion", "elbo"]
-    means = ours.groupby("family")[quantities].mean()
-    out = reference[["family"]].copy()
-    out["runs"] = out.family.map(ours.family.value_counts()).fillna(0).astype(int)
-    for q in quantities:
-        out[f"{q}_paper"] = reference[q].astype(float)
-        out[f"{q}_ours"] = out.family.map(means[q]).astype(float)
-        out[f"{q}_diff"] = out[f"{q}_ours"] - out[f"{q}_paper"]
-    return out
+    """Per reference row and per setting of ours that matches it: the reference's (R, D, ELBO),
+    ours (completed runs, mean over seeds) and ours - reference; NaN and runs = 0 where we have
+    no such run. A reference row names what it matches in its other columns (family,
+    objective, beta): our runs equal there, and apart in every other setting column."""
+    keys = [c for c in reference.columns if c not in QUANTITIES]
+    done = table[table.status == Status.COMPLETED]
+    apart = [c for c in ["family", *settings.of(table)[0]] if c not in keys]
+    rows = []
+    for ref in reference.to_dict("records"):
+        match = np.ones(len(done), bool)
+        for key in keys:
+            column = done[key] if key in done else pd.Series(np.nan, index=done.index)
+            match &= _equal(column, ref[key]).to_numpy()
+        ours = done[match]
+        groups = list(ours.groupby(apart, dropna=False, sort=False)) if apart and len(
+            ours) else []
+        for values, runs in groups or [((), ours)]:
+            values = values if isinstance(values, tuple) else (values,)
+            row = {key: ref[key] for key in keys} | dict(zip(apart, values))
+            row["runs"] = len(runs)
+            for q in QUANTITIES:
+                mean = runs[q].mean() if len(runs) else np.nan
+                row |= {f"{q}_paper": float(ref[q]), f"{q}_ours": mean,
+                        f"{q}_diff": mean - float(ref[q])}
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    # shown: the columns that part runs of one family (the rest is the family's own)
+    out = out.drop(columns=[c for c in apart if c != "family" and not (
+        out.groupby("family")[c].nunique() > 1).any()])
+    return out[[c for c in out.columns if c in keys]
+               + [c for c in out.columns if c not in keys]]
+
+
+def _equal(column: pd.Series, value: Any) -> pd.Series:
+    """column == value, numbers compared with np.isclose."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return pd.Series(np.isclose(numbers, float(value)), index=column.index)
+    return column.astype(str) == str(value)
 
 
 def markdown(table: pd.DataFrame, missing: str = "") -> str:
