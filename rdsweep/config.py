@@ -4,7 +4,7 @@ model group's options, registered in Hydra's ConfigStore by `rdsweep.registry`.
 Each option of a group (encoder, decoder, marginal, objective, data) is a dataclass declared
 beside its implementation in `rdsweep.options`, so a mistyped key or a wrongly typed value fails
 at start-up with Hydra's message, and ranges that types cannot express (beta >= 0, ...) are
-checked by the dataclasses' own `check` (see rdsweep.lifecycle), before any output folder exists.
+checked by the dataclasses' own `check` (see rdsweep.validation), before any output folder exists.
 """
 
 from __future__ import annotations
@@ -66,12 +66,29 @@ class TrackerConfig(PartConfig):
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """Stop a run once its validation ELBO (the data's validation split, checked at every log
+    line) has not improved for more than `patience` checks in a row, counting only checks from
+    `start_step` on (a KL warm-up first); its result is then the model of the best check."""
+
+    patience: Optional[int] = None  # null: train all the steps
+    start_step: int = 0
+
+    def check(self, key: str) -> None:
+        at_least(f"{key}.patience", self.patience, 0, optional=True)
+        at_least(f"{key}.start_step", self.start_step, 0)
+
+
+@dataclass
 class TrainConfig:
     steps: int = 6000
     epochs: Optional[float] = None  # if set: steps = ceil(epochs * train examples / batch_size)
     batch_size: Optional[int] = 64  # null: full batch (every training example, each step)
     lr: float = 1e-3
     normalize_gradients: bool = False  # Adam on g / ||g|| (the paper's optimiser)
+    # The norm of normalize_gradients: global (all parameters: the Broken-ELBO paper's) or
+    # per_tensor (each parameter array by its own: the VampPrior code's).
+    gradient_norm: str = "global"
     # Hold lr, then decay it linearly to 0 at the last step; the hold in steps or epochs
     # (at most one; neither: constant lr).
     lr_hold_steps: Optional[int] = None
@@ -82,6 +99,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2  # the newest N; an unreadable newest one falls back to the next
     tensorboard: bool = True  # scalars under <run folder>/tensorboard
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     # hydra/launcher=grid: how a grid's models are stepped in one program: vmap (batched),
     # map (one after another), auto (rdsweep.experiment.grid_batching: map for one model or
     # convolutions on the CPU, vmap otherwise).
@@ -101,6 +119,8 @@ class TrainConfig:
         at_least(f"{key}.keep_checkpoints", self.keep_checkpoints, 1)
         one_of(f"{key}.grid_batching", self.grid_batching, ("auto", "vmap", "map"))
         one_of(f"{key}.fusions", self.fusions, ("auto", "xla", "single_dot"))
+        one_of(f"{key}.gradient_norm", self.gradient_norm, ("global", "per_tensor"))
+        self.early_stopping.check(f"{key}.early_stopping")
         above(f"{key}.epochs", self.epochs, 0, optional=True)
         at_least(f"{key}.lr_hold_steps", self.lr_hold_steps, 0, optional=True)
         at_least(f"{key}.lr_hold_epochs", self.lr_hold_epochs, 0, integer=False, optional=True)
@@ -150,6 +170,12 @@ class Config:
         at_least("latent_dim", cfg.latent_dim, 1)
         at_least("sigma", cfg.sigma, 0, integer=False)
         OmegaConf.to_object(cfg.train).check("train")
+        require(cfg.train.early_stopping.patience is None
+                or OmegaConf.to_object(cfg.data).has_validation(),
+                "train.early_stopping.patience", cfg.train.early_stopping.patience,
+                f"needs a validation split, which data={cfg.data.name} has not as configured "
+                "(data.validation_split=validation for a tfds dataset that has one, "
+                "data.validation_examples=N for synthetic)")
         OmegaConf.to_object(cfg.eval).check("eval")
 
 

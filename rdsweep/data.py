@@ -56,6 +56,14 @@ class DataSource:
         """(train, test) splits."""
         raise NotImplementedError
 
+    def has_validation(self) -> bool:
+        """Whether the source, as configured, has a split for early stopping to watch."""
+        return False
+
+    def load_validation(self) -> Optional[Split]:
+        """The split early stopping watches (train.early_stopping); None if there is none."""
+        return None
+
     def extra_metrics(self, apply_fn, params, test: Split, key: jax.Array) -> Dict[str, Any]:
         """What a trained model's metrics.json records besides the bounds, for this data."""
         return {}

@@ -6,20 +6,22 @@ as one compiled program (rdsweep.train), and each writes its own run folder."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
-from rdsweep import fusions, identity, preemption, registry
+from rdsweep import early_stopping, fusions, identity, preemption, registry
 from rdsweep.checkpoints import RunCheckpoints
 from rdsweep.data import DataSource, Split, prepare_batch
 from rdsweep.evaluate import evaluate
@@ -133,18 +135,60 @@ def grid_batching(option: str, step: Callable, states: Any, images: jax.Array,
     return "map" if convolves(step, unstack(states, 0), images, weights) else "vmap"
 
 
-def _restore(checkpoints: List[RunCheckpoints], states: List[Any]) -> Tuple[List[Any], List]:
+@dataclasses.dataclass
+class _Run:
+    """One run of a grid, as the training loop keeps it."""
+
+    cfg: DictConfig
+    run_dir: str
+    tracker: Any
+    checkpoints: RunCheckpoints
+    eval_key: jax.Array
+    rows: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # its log so far
+    log: Optional[RunLog] = None
+    best: Any = None  # early stopping: the params of the best validation check
+    diverged: Optional[Dict[str, Any]] = None  # its outcome, once its loss is not finite
+    stopped_at: Optional[int] = None  # early stopping: the step it stopped at
+
+    @property
+    def training(self) -> bool:
+        return self.diverged is None and self.stopped_at is None
+
+
+@struct.dataclass
+class _WithBest:
+    """An early-stopping run's checkpoint: its state and the params of its best check."""
+
+    state: Any
+    best: Any
+
+    @property
+    def step(self) -> jax.Array:
+        return self.state.step
+
+
+def _saved(state: Any, best: Any, stopping: bool) -> Any:
+    """What a run's checkpoint holds: its state, and with early stopping its best params."""
+    return _WithBest(state, best) if stopping else state
+
+
+def _restore(runs: List[_Run], states: List[Any], stopping: bool) -> List[Any]:
     """Each run's newest checkpoint at or below the newest step that all runs have (a kill
     during the runs' saves can leave some one checkpoint behind); if they still disagree, all
-    start again from step 0."""
-    newest = [c.latest() for c in checkpoints]
+    start again from step 0. Sets each run's rows (and best params); returns the states."""
+    newest = [run.checkpoints.latest() for run in runs]
     limit = None if None in newest else min(newest)
-    restored = [c.restore(s, max_step=limit if limit is not None else -1)
-                for c, s in zip(checkpoints, states)]
-    if len({int(state.step) for state, _ in restored}) > 1:
+    fresh = [_saved(s, s.params, stopping) for s in states]
+    restored = [run.checkpoints.restore(saved, max_step=limit if limit is not None else -1)
+                for run, saved in zip(runs, fresh)]
+    state_of = lambda saved: saved.state if stopping else saved
+    if len({int(state_of(saved).step) for saved, _ in restored}) > 1:
         log.warning("the grid's runs have no common checkpoint step: training again from step 0")
-        return states, [[] for _ in states]
-    return [state for state, _ in restored], [rows for _, rows in restored]
+        restored = [(saved, []) for saved in fresh]
+    for run, (saved, rows) in zip(runs, restored):
+        run.rows = rows
+        run.best = saved.best if stopping else None
+    return [state_of(saved) for saved, _ in restored]
 
 
 def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
@@ -155,76 +199,109 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
     cfg = cfgs[0]  # the shared structure
     source: DataSource = instantiate(cfg.data)
     train_split, test_split = source.load()
+    stopping = cfg.train.early_stopping
+    valid_split = source.load_validation() if stopping.patience is not None else None
     model = build_model(cfg)
     example = jnp.zeros((1,) + train_split.images.shape[1:], jnp.float32)
     n_train = len(train_split.images)
     steps = total_steps(cfg.train, n_train)
 
-    keys = [jax.random.split(jax.random.PRNGKey(c.seed)) for c in cfgs]  # (init, eval) per run
-    states = [create_state(model, make_optimizer(c.train, n_train), instantiate(c.objective),
-                           example, init_key) for c, (init_key, _) in zip(cfgs, keys)]
-    checkpoints = [RunCheckpoints(d, h, cfg.train.checkpoint_every, cfg.train.keep_checkpoints)
-                   for d, h in zip(run_dirs, hashes)]
-    states, rows = _restore(checkpoints, states)
+    runs, states = [], []
+    for c, run_dir, config_hash, tracker in zip(cfgs, run_dirs, hashes, trackers):
+        init_key, eval_key = jax.random.split(jax.random.PRNGKey(c.seed))
+        states.append(create_state(model, make_optimizer(c.train, n_train),
+                                   instantiate(c.objective), example, init_key))
+        runs.append(_Run(c, run_dir, tracker, RunCheckpoints(
+            run_dir, config_hash, cfg.train.checkpoint_every, cfg.train.keep_checkpoints),
+            eval_key))
+    states = _restore(runs, states, valid_split is not None)
     resumed_from = int(states[0].step)
+    for run in runs:  # a run that stopped before a kill stays stopped
+        if valid_split is not None and early_stopping.stopped(run.rows, stopping.patience,
+                                                              stopping.start_step):
+            run.stopped_at = run.rows[-1]["step"]
     # The K optimisers differ only in the learning rate, which lives in the state: share one.
     state = stack([s.replace(tx=states[0].tx) for s in states])
     step = make_train_step(cfg.train.batch_size, cfg.data.binarization)
-    diverged: List[Optional[Dict[str, Any]]] = [None] * len(cfgs)
     with contextlib.ExitStack() as exits:
-        run_logs = [exits.enter_context(RunLog(d, steps, resumed_from, cfg.train.tensorboard,
-                                               tracker, restored))
-                    for d, tracker, restored in zip(run_dirs, trackers, rows)]
+        for run in runs:
+            run.log = exits.enter_context(RunLog(run.run_dir, steps, resumed_from,
+                                                 cfg.train.tensorboard, run.tracker, run.rows))
         preempted = exits.enter_context(preemption.deferred(cfg.train.log_every))
         images, weights = (jax.device_put(a) for a in (train_split.images, train_split.weights))
         batching = grid_batching(cfg.train.grid_batching, step, state, images, weights)
-        for state, new_rows in train(state, step, images, steps, cfg.train.log_every,
-                                     examples_per_step(cfg.train, n_train), batching, weights,
-                                     fusions.options_of(cfg)):
-            for i, row in enumerate(new_rows):
-                if diverged[i] is not None:
-                    continue
-                rows[i].append(row)
-                write_train_log(run_dirs[i], rows[i])
-                run_logs[i].train(row)
-                if not math.isfinite(row["loss"]):
-                    log.error("%s: loss is %s at step %d: stopping", run_dirs[i], row["loss"],
-                              row["step"])
-                    diverged[i] = {"status": Status.DIVERGED, "steps": row["step"],
-                                   "non_finite": [q for q in ("loss", "rate", "distortion")
-                                                  if not math.isfinite(row[q])]}
-                    continue
-                checkpoints[i].save(unstack(state, i), rows[i], final=row["step"] == steps)
-            if None not in diverged:
+        chunks = train(state, step, images, steps, cfg.train.log_every,
+                       examples_per_step(cfg.train, n_train), batching, weights,
+                       fusions.options_of(cfg))
+        for state, new_rows in (chunks if any(run.training for run in runs) else ()):
+            for i, (run, row) in enumerate(zip(runs, new_rows)):
+                if run.training:
+                    _chunk_done(run, row, unstack(state, i), steps, valid_split)
+            if not any(run.training for run in runs):
                 break
             if preempted.requested:  # SLURM's time-out or preemption: save now, then requeue
-                for i, c in enumerate(checkpoints):
-                    if diverged[i] is None:
-                        c.save(unstack(state, i), rows[i], final=True)
+                for i, run in enumerate(runs):
+                    if run.training:
+                        run.checkpoints.save(_saved(unstack(state, i), run.best,
+                                                    valid_split is not None),
+                                             run.rows, final=True)
                 break
             preempted.chunk_done()
-        for c in checkpoints:
-            c.close()
+        for run in runs:
+            run.checkpoints.close()
         preempted.release()  # requeues and exits if the signal came (evaluation comes after)
         train_seconds = time.perf_counter() - start
 
         results = []
-        for i, c in enumerate(cfgs):
-            if diverged[i] is not None:
-                results.append({**diverged[i], "resumed_from": resumed_from})
+        for i, run in enumerate(runs):
+            if run.diverged is not None:
+                results.append({**run.diverged, "resumed_from": resumed_from})
                 continue
+            params = run.best if valid_split is not None else unstack(state, i).params
             try:  # one run's failure stays in that run
-                result = _evaluate(c, source, run_dirs[i], state.apply_fn,
-                                   unstack(state, i).params, train_split, test_split, keys[i][1])
+                result = _evaluate(run.cfg, source, run.run_dir, state.apply_fn, params,
+                                   train_split, test_split, run.eval_key)
             except Exception as e:
-                log.exception("%s: evaluation failed", run_dirs[i])
+                log.exception("%s: evaluation failed", run.run_dir)
                 results.append(_failed(e))
                 continue
-            run_logs[i].test(result["test"], steps)
-            results.append({**result, "steps": steps, "resumed_from": resumed_from,
+            ran = run.stopped_at or steps
+            run.log.test(result["test"], ran)
+            if valid_split is not None:
+                result["early_stopping"] = early_stopping.summary(run.rows, run.stopped_at)
+            results.append({**result, "steps": ran, "resumed_from": resumed_from,
                             "train_seconds": train_seconds,
-                            "images_per_s": rows[i][-1]["images_per_s"]})
+                            "images_per_s": run.rows[-1]["images_per_s"]})
     return results
+
+
+def _chunk_done(run: _Run, row: Dict[str, Any], state: Any, steps: int,
+                valid_split: Optional[Split]) -> None:
+    """A training run's new log row: logged, checked (a loss that is not finite ends the run
+    as diverged; early stopping checks the validation ELBO), and checkpointed."""
+    stopping = run.cfg.train.early_stopping
+    if valid_split is not None:
+        row[early_stopping.VALID] = early_stopping.validation_elbo(
+            state.apply_fn, state.params, valid_split, jax.random.fold_in(run.eval_key, 4),
+            run.cfg.eval.batch_size, run.cfg.data.binarization)
+    run.rows.append(row)
+    write_train_log(run.run_dir, run.rows)
+    run.log.train(row)
+    if not math.isfinite(row["loss"]):
+        log.error("%s: loss is %s at step %d: stopping", run.run_dir, row["loss"], row["step"])
+        run.diverged = {"status": Status.DIVERGED, "steps": row["step"],
+                        "non_finite": [q for q in ("loss", "rate", "distortion")
+                                       if not math.isfinite(row[q])]}
+        return
+    if valid_split is not None:
+        if early_stopping.improved(run.rows):
+            run.best = state.params
+        if early_stopping.stopped(run.rows, stopping.patience, stopping.start_step):
+            run.stopped_at = row["step"]
+            log.info("%s: validation ELBO has not improved for %d checks: stopping at step %d",
+                     run.run_dir, stopping.patience + 1, row["step"])
+    run.checkpoints.save(_saved(state, run.best, valid_split is not None), run.rows,
+                         final=row["step"] == steps or run.stopped_at is not None)
 
 
 def _evaluate(cfg: DictConfig, source: DataSource, run_dir: str, apply_fn, params,

@@ -50,8 +50,18 @@ def total_steps(train_cfg, train_examples: int) -> int:
                             / examples_per_step(train_cfg, train_examples)))
 
 
+def _per_tensor_norm() -> optax.GradientTransformation:
+    """g / (||g|| + 1e-7) for each parameter array g (the VampPrior code's AdamNormGrad)."""
+    return optax.stateless(lambda updates, params: jax.tree_util.tree_map(
+        lambda g: g / (jnp.linalg.norm(g) + 1e-7), updates))
+
+
+_NORMALIZE = {"global": optax.normalize_by_update_norm, "per_tensor": _per_tensor_norm}
+
+
 def make_optimizer(train_cfg, train_examples: int) -> optax.GradientTransformation:
-    """Adam, optionally on normalized gradients g / ||g|| (global norm), with the learning rate
+    """Adam, optionally on normalized gradients g / ||g|| (train.gradient_norm: over all
+    parameters or per parameter array), with the learning rate
     held for lr_hold_steps (or lr_hold_epochs) and then decayed linearly to 0 at the last step.
 
     The learning rate is a hyperparameter in the optimiser state (optax.inject_hyperparams), so
@@ -69,7 +79,8 @@ def make_optimizer(train_cfg, train_examples: int) -> optax.GradientTransformati
 
     def adam(learning_rate):
         lr = (lambda count: learning_rate * relative(count)) if decay else learning_rate
-        parts = [optax.normalize_by_update_norm()] if train_cfg.normalize_gradients else []
+        parts = ([_NORMALIZE[train_cfg.gradient_norm]()] if train_cfg.normalize_gradients
+                 else [])
         return optax.chain(*parts, optax.adam(lr))
 
     return optax.inject_hyperparams(adam)(learning_rate=train_cfg.lr)

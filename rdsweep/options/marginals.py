@@ -8,7 +8,7 @@ z with event (latent_dim,) and batch ().
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Dict, List, Optional, Sequence
 
 import flax.linen as nn
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from rdsweep.config import IMAGE, SIZE, MarginalConfig
 from rdsweep.distributions import Categorical, DiagGaussian, Mixture
-from rdsweep.option import Option, at_least, check_size, preset
+from rdsweep.option import Option, at_least, check_size, one_of, preset, require
 
 # VampPrior pseudo-inputs: paper 500 (the VampPrior paper's default, as the Broken-ELBO paper
 # does not say), small 50.
@@ -51,24 +51,33 @@ class MixtureMarginal(nn.Module):
 
 class VampPrior(nn.Module):
     """m(z) = sum_i w_i e(z | u_i): the encoder's posteriors of N learned pseudo-inputs u_i
-    (Tomczak & Welling 2018), w = softmax(learned logits). Pseudo-inputs are sigmoid(params), so
-    they live in [0, 1] like the data. N: `pseudo_inputs`, else the size preset (paper: 500, the
+    (Tomczak & Welling 2018). N: `pseudo_inputs`, else the size preset (paper: 500, the
     VampPrior paper's default, as the Broken-ELBO paper does not say; small: 50).
-    """
+
+    u = sigmoid(p) (`pseudo_input_map` sigmoid) or clip(p, 0, 1) (hardtanh, the VampPrior
+    code's), so that u lies in [0, 1] like the data; p starts at N(mean, std) of
+    `pseudo_input_init`. w = softmax(learned logits), or uniform 1/N (`learned_weights` false,
+    the VampPrior paper's)."""
 
     latent_dim: int
     image_shape: Sequence[int]
     size: str = "small"
     pseudo_inputs: Optional[int] = None
+    pseudo_input_map: str = "sigmoid"
+    pseudo_input_init: Sequence[float] = (0.0, 0.1)
+    learned_weights: bool = True
     PRESETS: ClassVar[Dict[str, Dict[str, int]]] = VAMP_PRESETS
 
     @nn.compact
     def __call__(self, encoder: nn.Module) -> Mixture:
         n = int(preset(self, "pseudo_inputs"))
-        raw = self.param("pseudo_inputs", nn.initializers.normal(0.1),
+        mean, std = self.pseudo_input_init
+        raw = self.param("pseudo_inputs", lambda k, s: mean + std * jax.random.normal(k, s),
                          (n,) + tuple(self.image_shape))
-        logits = self.param("logits", nn.initializers.zeros, (n,))
-        return Mixture(logits, encoder(jax.nn.sigmoid(raw)))
+        u = jax.nn.sigmoid(raw) if self.pseudo_input_map == "sigmoid" else jnp.clip(raw, 0, 1)
+        logits = (self.param("logits", nn.initializers.zeros, (n,)) if self.learned_weights
+                  else jnp.zeros((n,)))
+        return Mixture(logits, encoder(u))
 
 
 class CategoricalMarginal(nn.Module):
@@ -102,11 +111,18 @@ class VampMarginalConfig(MarginalConfig):
     image_shape: List[int] = IMAGE  # type: ignore[assignment]
     size: str = SIZE
     pseudo_inputs: Optional[int] = None  # overrides the size preset
+    pseudo_input_map: str = "sigmoid"  # sigmoid or hardtanh: parameters -> [0, 1]
+    pseudo_input_init: List[float] = field(default_factory=lambda: [0.0, 0.1])  # mean, std
+    learned_weights: bool = True  # false: the components weigh 1/N each
     PRESETS: ClassVar = VAMP_PRESETS
 
     def check(self, key: str) -> None:
         check_size(f"{key}.size", self.size, VAMP_PRESETS)
         at_least(f"{key}.pseudo_inputs", self.pseudo_inputs, 1, optional=True)
+        one_of(f"{key}.pseudo_input_map", self.pseudo_input_map, ("sigmoid", "hardtanh"))
+        init = list(self.pseudo_input_init)
+        require(len(init) == 2 and init[1] > 0, f"{key}.pseudo_input_init", init,
+                "must be [mean, std] with std > 0")
 
 
 @dataclass

@@ -11,7 +11,7 @@ Nothing is read from disk: the splits are drawn from numpy's generator seeded by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -44,6 +44,7 @@ class SyntheticBars(DataSource):
     name: str = "synthetic"
     train_examples: int = 2000
     test_examples: int = 500
+    validation_examples: int = 0  # a validation split for early stopping (0: none)
     bar_prob: float = 0.15
     noise: float = 0.0  # probability of flipping each pixel
     seed: int = 0
@@ -52,18 +53,28 @@ class SyntheticBars(DataSource):
         super().check(key)
         shape = self.image_shape
         require(len(shape) == 3 and min(shape[:2]) >= 4 and shape[2] >= 1,
-                f"{key}.image_shape", shape, "must be [height, width, channels] with height, width >= 4 and channels >= 1")
+                f"{key}.image_shape", shape,
+                "must be [height, width, channels] with height, width >= 4 and channels >= 1")
         at_least(f"{key}.train_examples", self.train_examples, 1)
         at_least(f"{key}.test_examples", self.test_examples, 1)
+        at_least(f"{key}.validation_examples", self.validation_examples, 0)
         require(0 <= self.bar_prob <= 1, f"{key}.bar_prob", self.bar_prob, "must be in [0, 1]")
         require(0 <= self.noise <= 1, f"{key}.noise", self.noise, "must be in [0, 1]")
         at_least(f"{key}.seed", self.seed, 0)
 
-    def load(self) -> Tuple[Split, Split]:
+    def _draw(self, n: int, split: int) -> Split:
         shape = tuple(int(s) for s in self.image_shape)
-        draw = lambda n, split: bars(n, shape, self.bar_prob, self.noise,
-                                     np.random.default_rng([self.seed, split]))
-        return (Split(draw(self.train_examples, 0)), Split(draw(self.test_examples, 1)))
+        return Split(bars(n, shape, self.bar_prob, self.noise,
+                          np.random.default_rng([self.seed, split])))
+
+    def load(self) -> Tuple[Split, Split]:
+        return self._draw(self.train_examples, 0), self._draw(self.test_examples, 1)
+
+    def has_validation(self) -> bool:
+        return self.validation_examples > 0
+
+    def load_validation(self) -> Optional[Split]:
+        return self._draw(self.validation_examples, 2) if self.has_validation() else None
 
 
 OPTIONS = [

@@ -203,7 +203,9 @@ def _check_prepared(data_cfg) -> None:
         return
     if not os.path.isdir(os.path.join(directory, data_cfg.name)):
         raise _not_prepared(data_cfg.name, directory)
-    for key in ("train_split", "test_split"):
+    for key in ("train_split", "test_split", "validation_split"):
+        if getattr(data_cfg, key) is None:
+            continue
         try:
             _open(data_cfg.name, getattr(data_cfg, key), directory, False)
         except DamagedData:
@@ -217,8 +219,9 @@ def _check_available(data_cfg) -> None:
     prepared files are a DataError here, at start-up."""
     _check_prepared(data_cfg)
     if not data_cfg.download:
-        for split in (data_cfg.train_split, data_cfg.test_split):
-            decoded_split(split, data_cfg)
+        for split in (data_cfg.train_split, data_cfg.test_split, data_cfg.validation_split):
+            if split is not None:
+                decoded_split(split, data_cfg)
 
 
 @dataclass
@@ -229,6 +232,7 @@ class TFDSImages(DataSource):
     static_seed: int = 0  # the fixed draw of static binarization of grey data
     train_split: str = "train"
     test_split: str = "test"  # e.g. validation (binarized_mnist has one)
+    validation_split: Optional[str] = None  # what early stopping watches, e.g. validation
     invert: bool = False  # ink = 1 - value (Omniglot stores ink as 0)
     resize: str = "none"  # PIL filter to reach image_shape: none, box, bilinear, lanczos
     dir: Optional[str] = None  # tfds data_dir; null -> $TFDS_DATA_DIR or tfds' default
@@ -253,6 +257,12 @@ class TFDSImages(DataSource):
     def load(self) -> Tuple[Split, Split]:
         return (Split(load_split(self.train_split, self)),
                 Split(load_split(self.test_split, self)))
+
+    def has_validation(self) -> bool:
+        return self.validation_split is not None
+
+    def load_validation(self) -> Optional[Split]:
+        return Split(load_split(self.validation_split, self)) if self.has_validation() else None
 
 
 OPTIONS = [
