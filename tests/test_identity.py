@@ -4,7 +4,7 @@ setting agree, over a table of config pairs whose relation is written out here b
 
 import pytest
 
-from rdsweep import experiment, identity, sweep
+from rdsweep import experiment, identity, registry, sweep
 from rdsweep.eval_cli import eval_name, parse_overrides
 from rdsweep.hydra_adapter import override_dirname
 from rdsweep.option import ConfigError
@@ -46,8 +46,9 @@ def test_every_comparison_of_runs_agrees(a, b, same_model, same_hash, one_grid, 
     else:
         sweep.check_distinct([(a, cfg_a), (b, cfg_b)])
     # the report: one setting (seeds of it) exactly when the model is the same but the seed
-    rows, columns, _ = settings.setting_columns([identity.trained(cfg_a),
-                                                 identity.trained(cfg_b)])
+    rows, columns, _ = settings.setting_columns(
+        [identity.trained(cfg_a), identity.trained(cfg_b)],
+        [registry.option_name(cfg_a, "objective"), registry.option_name(cfg_b, "objective")])
     replicate = identity.trained(cfg_a) | {"seed": 0} == identity.trained(cfg_b) | {"seed": 0}
     assert (rows[0] == rows[1]) == replicate, (rows, columns)
 
