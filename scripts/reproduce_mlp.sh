@@ -3,7 +3,7 @@
 # test ELBO at its checkpoint before the last (convergence), then the report. Resumable: the
 # same command again skips finished runs (and evaluations) and resumes the others from their
 # checkpoints.
-#   TFDS_DATA_DIR=../shared/tfds scripts/reproduce_mlp.sh mnist /work/mlp_run/mnist
+#   TFDS_DATA_DIR=../shared/tfds scripts/reproduce_mlp.sh mnist SWEEP_DIR
 set -euo pipefail
 dataset="${1:?usage: reproduce_mlp.sh mnist|omniglot SWEEP_DIR}"
 sweep_dir="${2:?usage: reproduce_mlp.sh mnist|omniglot SWEEP_DIR}"
