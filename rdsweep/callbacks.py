@@ -1,5 +1,5 @@
 """Hydra callbacks: bad input rejected before Hydra creates any output folder (through
-rdsweep.lifecycle); a sweep's plan, progress and final report.
+rdsweep.validation and rdsweep.run_folder); a sweep's plan, progress and final report.
 
 `on_run_start` and `on_multirun_start` run before Hydra makes a run or sweep folder, so a value
 out of range, missing data or a run folder that holds another finished run ends here with one
@@ -29,8 +29,10 @@ from hydra.errors import HydraException
 
 from rdsweep import sweep
 from rdsweep.hydra_adapter import BASIC_SWEEPER, compose_job, split_sweep
-from rdsweep.lifecycle import (BAD_INPUT, FINISHED, Status, claim, fail, finished_here,
-                               recorded_status, validate)
+from rdsweep.console import BAD_INPUT, fail
+from rdsweep.run_folder import claim, finished_here
+from rdsweep.status import FINISHED, Status, recorded_status
+from rdsweep.validation import validate
 
 log = logging.getLogger(__name__)
 

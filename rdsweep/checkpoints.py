@@ -1,5 +1,7 @@
-"""Run checkpoints with orbax: the train state and the learning curve so far, under
-`<run_dir>/checkpoints/<step>/`.
+"""A run's checkpoints, the one module that knows their folder: `<run_dir>/checkpoints/<step>/`
+holds orbax's items `state` (the train state) and `log` (the config hash and the learning curve
+so far), and `rdsweep.sha256`. Training saves and resumes them (RunCheckpoints); a trained run
+restores one step's parameters (restore_params).
 
 A run started again in the same folder with the same config resumes from its newest readable
 checkpoint. Because a step's randomness depends only on (seed, step), the resumed run ends with
@@ -27,15 +29,25 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
+from flax import struct
 
+from rdsweep.console import error_line
 from rdsweep.fileio import atomic_write
-from rdsweep.option import ConfigError
-from rdsweep.outputs import CHECKPOINTS
+from rdsweep.option import ConfigError, DataError
+from rdsweep.outputs import METRICS
 
 log = logging.getLogger(__name__)
 
 Rows = List[Dict[str, float]]
+CHECKPOINTS = "checkpoints"
 DIGEST = "rdsweep.sha256"
+
+
+def kept_steps(run_dir: str) -> List[int]:
+    """The steps of the run's checkpoints/<step>/ folders, ascending ([] if there is none)."""
+    folder = os.path.join(run_dir, CHECKPOINTS)
+    return sorted(int(name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+                  if name.isdigit() and os.path.isdir(os.path.join(folder, name)))
 
 
 def content_hash(folder: str) -> str:
@@ -103,7 +115,7 @@ class RunCheckpoints:
                     item = self.manager.restore(step, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(abstract), log=ocp.args.JsonRestore()))
             except Exception as e:  # orbax and tensorstore raise many kinds on damaged files
-                problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                problem = error_line(e)
             if problem is not None:
                 log.warning("checkpoint at step %d in %s is unreadable (%s): deleted; trying "
                             "an older one", step, self.directory, problem[:200])
@@ -149,3 +161,49 @@ class RunCheckpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+@struct.dataclass
+class WithBest:
+    """What an early-stopping run's checkpoints hold (train.early_stopping): its state and the
+    params of its best validation check, the model its result is."""
+
+    state: Any
+    best: Any
+
+    @property
+    def step(self) -> jax.Array:
+        return self.state.step
+
+
+def restore_params(run_dir: str, step: int, params: Any, config_hash: Optional[str],
+                   best: bool = False) -> Any:
+    """The parameters of run_dir's checkpoint at `step` (one of kept_steps), restored into the
+    structure `params` (shape-dtype structs) on the CPU, after checking its files against their
+    sha256 and that it is of the config `config_hash` (metrics.json's); best: those of the best
+    validation check (a WithBest checkpoint). Reads only; raises DataError, one line naming
+    run_dir and the checkpoint, otherwise."""
+    which = "best" if best else "params"
+    folder = os.path.join(os.path.abspath(run_dir), CHECKPOINTS, str(step))
+    name = f"{CHECKPOINTS}/{step}"
+    problem = hash_problem(folder)
+    if problem is not None:
+        raise DataError(f"{run_dir}: {name} is damaged ({problem}); train the run again")
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    item = {which: jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu), params)}
+    try:
+        with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
+            recorded = checkpointer.restore(os.path.join(folder, "log")).get("config_hash")
+        if recorded == config_hash:
+            with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
+                return checkpointer.restore(os.path.join(folder, "state"),
+                                            args=ocp.args.PyTreeRestore(
+                    item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                    partial_restore=True))[which]
+    except Exception as e:  # orbax and tensorstore raise many kinds on damaged files
+        raise DataError(f"{run_dir}: {name} cannot be restored into the model of the run's "
+                        f"config ({error_line(e)[:200]}); train the run again") from None
+    raise DataError(f"{run_dir}: {name} belongs to another config (config_hash {recorded}; "
+                    f"{METRICS}: {config_hash}): the folder mixes two runs; train this config "
+                    "again into a new folder")

@@ -31,12 +31,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from rdsweep.checkpoints import kept_steps
 from rdsweep.config import EvalConfig
+from rdsweep.console import BAD_INPUT, fail
 from rdsweep.evaluate import evaluate
 from rdsweep.fileio import atomic_write
-from rdsweep.lifecycle import BAD_INPUT, fail
 from rdsweep.option import ConfigError, DataError
-from rdsweep.outputs import kept_steps
 from rdsweep.report.runs import ReportError, eval_path, list_runs
 from rdsweep.identity import NOT_IDENTITY, in_identity
 from rdsweep.sweep import run_slug

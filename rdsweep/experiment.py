@@ -16,17 +16,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
 from rdsweep import early_stopping, fusions, identity, preemption, registry
-from rdsweep.checkpoints import RunCheckpoints
+from rdsweep.checkpoints import RunCheckpoints, WithBest
 from rdsweep.data import DataSource, Split, prepare_batch
 from rdsweep.evaluate import evaluate
 from rdsweep.images import save_images
-from rdsweep.lifecycle import Status, error_line
+from rdsweep.console import error_line
+from rdsweep.status import Status
 from rdsweep.models import VAE
 from rdsweep.option import ConfigError
 from rdsweep.outputs import IMAGES, RunLog, write_metrics, write_train_log
@@ -155,21 +155,9 @@ class _Run:
         return self.diverged is None and self.stopped_at is None
 
 
-@struct.dataclass
-class _WithBest:
-    """An early-stopping run's checkpoint: its state and the params of its best check."""
-
-    state: Any
-    best: Any
-
-    @property
-    def step(self) -> jax.Array:
-        return self.state.step
-
-
 def _saved(state: Any, best: Any, stopping: bool) -> Any:
     """What a run's checkpoint holds: its state, and with early stopping its best params."""
-    return _WithBest(state, best) if stopping else state
+    return WithBest(state, best) if stopping else state
 
 
 def _restore(runs: List[_Run], states: List[Any], stopping: bool) -> List[Any]:

@@ -17,7 +17,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hydra_plugins.rdsweep_grid_launcher.grid_launcher import GridLauncher
-from rdsweep import experiment, lifecycle, registry, resolvers
+from rdsweep import experiment, registry, resolvers
+from rdsweep.console import BAD_INPUT, error_line, fail
+from rdsweep.run_folder import release
+from rdsweep.startup import prepare_job
+from rdsweep.status import Status
 
 log = logging.getLogger(__name__)
 # A log file on a full disk must not print a traceback for each record: main.log is best effort.
@@ -50,30 +54,29 @@ resolvers.register()
 @hydra.main(version_base="1.3", config_path="pkg://rdsweep.conf", config_name="config")
 def app(cfg: DictConfig) -> float:
     """Runs one job; returns its test ELBO (for sweepers that optimise)."""
-    run_dir = lifecycle.prepare_job(cfg)
+    run_dir = prepare_job(cfg)
     if run_dir is None:
         return float("nan")
     single = HydraConfig.get().mode == RunMode.RUN
     try:
         metrics = experiment.run(cfg, run_dir)
-        if single and metrics["status"] == lifecycle.Status.DIVERGED:
-            lifecycle.fail(f"the run diverged at step {metrics['steps']} "
-                           f"({', '.join(metrics['non_finite'])} not finite; see "
-                           f"{run_dir}/metrics.json): try a lower train.lr", 1)
+        if single and metrics["status"] == Status.DIVERGED:
+            fail(f"the run diverged at step {metrics['steps']} "
+                 f"({', '.join(metrics['non_finite'])} not finite; see "
+                 f"{run_dir}/metrics.json): try a lower train.lr", 1)
         return metrics.get("test", {}).get("elbo", float("nan"))
-    except lifecycle.BAD_INPUT as e:  # e.g. the folder holds checkpoints of another config
+    except BAD_INPUT as e:  # e.g. the folder holds checkpoints of another config
         if single:
-            lifecycle.fail(str(e))
+            fail(str(e))
         log.error("%s", e)
     except Exception as e:
         # metrics.json says "failed" (if the disk let it be written); the traceback goes to
         # main.log, and a sweep goes on: its end reports the failure
         log.exception("run failed")
         if single:
-            lifecycle.fail(f"the run failed ({lifecycle.error_line(e)}); the traceback is in "
-                           f"{run_dir}/main.log", 1)
+            fail(f"the run failed ({error_line(e)}); the traceback is in {run_dir}/main.log", 1)
     finally:
-        lifecycle.release(run_dir)
+        release(run_dir)
     return float("nan")
 
 

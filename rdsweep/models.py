@@ -1,5 +1,6 @@
 """The VAE that composes an encoder, a decoder and a marginal (Flax modules that return
-distributions; the options of rdsweep.options), and the log-densities it gives.
+distributions; the options of rdsweep.options), the log-densities it gives, and the images it
+draws: samples (z ~ m(z), x ~ d(x|z)) and reconstructions (z ~ e(z|x), x' ~ d(x|z)).
 
 Interfaces, which every option of a model group implements:
 - encoder:  __call__(x: (B, *image)) -> distribution over z, batch (B,), event (latent_dim,)
@@ -13,6 +14,7 @@ Categorical) is evaluated at every latent value instead of sampled: exact terms.
 
 from __future__ import annotations
 
+import functools
 from typing import Tuple
 
 import jax
@@ -84,3 +86,25 @@ class VAE(nn.Module):
                              self.marginal(self.encoder).sample(k_gen, b)])
         images = self.decoder(z).sample(k_x, 1)[0]
         return images[:b], images[b:]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def sample(apply_fn, params, key: jax.Array, n: int) -> jax.Array:
+    """n images (n, *image) in {0, 1} of the VAE `apply_fn` with `params`: z ~ m(z),
+    x ~ d(x|z)."""
+    def draw(vae: VAE) -> jax.Array:
+        k_z, k_x = jax.random.split(key)
+        return vae.decoder(vae.marginal(vae.encoder).sample(k_z, n)).sample(k_x, 1)[0]
+
+    return apply_fn({"params": params}, method=draw)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def reconstruct(apply_fn, params, x: jax.Array, key: jax.Array) -> jax.Array:
+    """Reconstructions (B, *image) in {0, 1} of x (B, *image) by the VAE `apply_fn` with
+    `params`: z ~ e(z|x), x' ~ d(x|z)."""
+    def draw(vae: VAE) -> jax.Array:
+        k_z, k_x = jax.random.split(key)
+        return vae.decoder(vae.encoder(x).sample(k_z, 1)[0]).sample(k_x, 1)[0]
+
+    return apply_fn({"params": params}, method=draw)

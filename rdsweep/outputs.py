@@ -14,14 +14,6 @@ from rdsweep.fileio import atomic_write
 METRICS = "metrics.json"
 TRAIN_LOG = "train_log.csv"
 IMAGES = "images.png"
-CHECKPOINTS = "checkpoints"
-
-
-def kept_steps(run_dir: str) -> List[int]:
-    """The steps of the run's checkpoints/<step>/ folders, ascending ([] if there is none)."""
-    folder = os.path.join(run_dir, CHECKPOINTS)
-    return sorted(int(name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-                  if name.isdigit() and os.path.isdir(os.path.join(folder, name)))
 
 
 def write_metrics(run_dir: str, metrics: Dict[str, Any]) -> None:

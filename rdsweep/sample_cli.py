@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 from hydra.utils import instantiate
 
+from rdsweep.console import BAD_INPUT, fail
 from rdsweep.images import save_picture
-from rdsweep.lifecycle import BAD_INPUT, fail
 from rdsweep.option import ConfigError
 from rdsweep.trained import TrainedRun, load_run
 

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from rdsweep.fileio import atomic_write
 from rdsweep.identity import same_model_reason, trained
 from rdsweep.hydra_adapter import BASIC_SWEEPER, override_dirname, split_sweep
-from rdsweep.lifecycle import FINISHED, Status, recorded_status
 from rdsweep.option import ConfigError
+from rdsweep.status import FINISHED, Status, recorded_status
 
 log = logging.getLogger(__name__)
 

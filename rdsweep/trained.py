@@ -1,15 +1,15 @@
 """A trained run, loaded from its run folder: `load_run(run_dir)`.
 
 The model is rebuilt from the run's own config (metrics.json's) with `experiment.build_model`,
-and the parameters of its final checkpoint are restored into that structure with orbax, on the
-CPU whatever device wrote them. Nothing in the folder is written. Images x are float32 in
-{0, 1}, shape (B, *image); latents z are (B, latent_dim); log-densities and bounds are in nats
-per example.
+and the parameters of its final checkpoint are restored into that structure
+(`checkpoints.restore_params`), on the CPU whatever device wrote them; its samples and
+reconstructions are `models.sample` and `models.reconstruct`. Nothing in the folder is written.
+Images x are float32 in {0, 1}, shape (B, *image); latents z are (B, latent_dim); log-densities
+and bounds are in nats per example.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -17,21 +17,19 @@ from typing import Any, Dict, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rdsweep import models
+from rdsweep.checkpoints import CHECKPOINTS, kept_steps, restore_params
 from rdsweep.data import prepare_batch
 from rdsweep.distributions import Distribution
 from rdsweep.evaluate import evaluate_examples
 from rdsweep.experiment import build_model
-from rdsweep.checkpoints import hash_problem
-from rdsweep.lifecycle import Status, error_line
-from rdsweep.models import VAE
 from rdsweep.option import DataError
-from rdsweep.outputs import CHECKPOINTS, METRICS, kept_steps, load_metrics
-
-HYDRA = ".hydra"
+from rdsweep.outputs import METRICS, load_metrics
+from rdsweep.run_folder import RECORD
+from rdsweep.status import Status
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class TrainedRun:
     config: DictConfig  # the run's resolved job config, as metrics.json records it
     metrics: Dict[str, Any]  # the run's metrics.json
     step: int  # the step of the restored checkpoint (the run's last)
-    model: VAE
+    model: models.VAE
     params: Any
 
     @property
@@ -67,11 +65,11 @@ class TrainedRun:
 
     def sample(self, n: int, key: jax.Array) -> jax.Array:
         """n images (n, *image): z ~ m(z), x ~ d(x|z)."""
-        return _sample(self.apply_fn, self.params, key, n)
+        return models.sample(self.apply_fn, self.params, key, n)
 
     def reconstruct(self, x: jax.Array, key: jax.Array) -> jax.Array:
         """Reconstructions (B, *image) of x: z ~ e(z|x), x' ~ d(x|z)."""
-        return _reconstruct(self.apply_fn, self.params, x, key)
+        return models.reconstruct(self.apply_fn, self.params, x, key)
 
     def rate_distortion(self, x: jax.Array, key: jax.Array,
                         k: Optional[int] = None) -> Dict[str, np.ndarray]:
@@ -100,24 +98,6 @@ class TrainedRun:
         return jax.random.split(jax.random.PRNGKey(self.config.seed))[1]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _sample(apply_fn, params, key: jax.Array, n: int) -> jax.Array:
-    def draw(vae: VAE) -> jax.Array:
-        k_z, k_x = jax.random.split(key)
-        return vae.decoder(vae.marginal(vae.encoder).sample(k_z, n)).sample(k_x, 1)[0]
-
-    return apply_fn({"params": params}, method=draw)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _reconstruct(apply_fn, params, x: jax.Array, key: jax.Array) -> jax.Array:
-    def draw(vae: VAE) -> jax.Array:
-        k_z, k_x = jax.random.split(key)
-        return vae.decoder(vae.encoder(x).sample(k_z, 1)[0]).sample(k_x, 1)[0]
-
-    return apply_fn({"params": params}, method=draw)
-
-
 def _error(run_dir: str, problem: str) -> DataError:
     return DataError(f"{run_dir}: {problem}")
 
@@ -130,10 +110,10 @@ def read_completed(run_dir: str) -> Dict[str, Any]:
     if problem is not None:
         raise _error(run_dir, f"{METRICS} is unreadable ({problem}); this run cannot be loaded")
     if metrics is None:
-        if os.path.isdir(os.path.join(run_dir, HYDRA)):
+        if os.path.isdir(os.path.join(run_dir, RECORD)):
             raise _error(run_dir, f"an unfinished run (no {METRICS} yet: still training, or "
                                   "killed); load it once it has finished, or resume it")
-        raise _error(run_dir, f"not a run folder (no {METRICS}, no {HYDRA}/); give the folder "
+        raise _error(run_dir, f"not a run folder (no {METRICS}, no {RECORD}/); give the folder "
                               "of one run, e.g. a sweep's job folder")
     status = metrics.get("status")
     if status != Status.COMPLETED:
@@ -141,34 +121,6 @@ def read_completed(run_dir: str) -> Dict[str, Any]:
         raise _error(run_dir, f"the run is {status} ({detail}), not completed: it has no "
                               "trained model to load")
     return metrics
-
-
-def _restore(directory: str, run_dir: str, metrics: Dict[str, Any], params: Any) -> Any:
-    """The parameters of the checkpoint at `directory`, restored into the structure `params`
-    (shape-dtype structs) on the CPU, after checking its files and that it is of the run's
-    config."""
-    name = f"{CHECKPOINTS}/{os.path.basename(directory)}"
-    problem = hash_problem(directory)
-    if problem is not None:
-        raise _error(run_dir, f"{name} is damaged ({problem}); train the run again")
-    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-    item = {"params": jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu), params)}
-    try:
-        with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
-            recorded = checkpointer.restore(os.path.join(directory, "log")).get("config_hash")
-        if recorded == metrics.get("config_hash"):
-            with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
-                return checkpointer.restore(os.path.join(directory, "state"),
-                                            args=ocp.args.PyTreeRestore(
-                    item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-                    partial_restore=True))["params"]
-    except Exception as e:  # orbax and tensorstore raise many kinds on damaged files
-        raise _error(run_dir, f"{name} cannot be restored into the model of the run's config "
-                              f"({error_line(e)[:200]}); train the run again") from None
-    raise _error(run_dir, f"{name} belongs to another config (config_hash {recorded}; "
-                          f"{METRICS}: {metrics.get('config_hash')}): the folder mixes two "
-                          "runs; train this config again into a new folder")
 
 
 def load_run(run_dir: str, step: Optional[int] = None) -> TrainedRun:
@@ -183,11 +135,11 @@ def load_run(run_dir: str, step: Optional[int] = None) -> TrainedRun:
     config = OmegaConf.create(metrics["config"])
     final = int(metrics["steps"])
     step = final if step is None else step
-    directory = os.path.join(os.path.abspath(run_dir), CHECKPOINTS, str(step))
-    if not os.path.isdir(directory):
+    kept = kept_steps(run_dir)
+    if step not in kept:
         if step != final:
             raise _error(run_dir, f"no checkpoint at step {step}; the kept ones are at steps "
-                                  f"{', '.join(map(str, kept_steps(run_dir)))}")
+                                  f"{', '.join(map(str, kept))}")
         raise _error(run_dir, f"no finished checkpoint ({CHECKPOINTS}/{step}/, the last step, is "
                               "missing); train the run again to get its model")
     model = build_model(config)
@@ -195,4 +147,6 @@ def load_run(run_dir: str, step: Optional[int] = None) -> TrainedRun:
     key = jax.random.PRNGKey(0)
     params = jax.eval_shape(lambda: model.init(key, example, key)["params"])
     return TrainedRun(os.path.abspath(run_dir), config, metrics, step, model,
-                      _restore(directory, run_dir, metrics, params))
+                      restore_params(run_dir, step, params, metrics.get("config_hash"),
+                                     best=OmegaConf.select(
+                                         config, "train.early_stopping.patience") is not None))

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from helpers import SMALL_MODEL, TINY, rdsweep, read
-from rdsweep import lifecycle
+from rdsweep.console import BAD_INPUT
+from rdsweep.validation import validate
 
 
 def test_multirun_writes_one_completed_result_per_beta(tfds_dir, tmp_path):
@@ -72,8 +73,8 @@ BAD = [
 @pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_value_is_named_in_one_line(args, message, make_cfg):
     data = [] if any(a.startswith("data=") for a in args) else ["data=synthetic"]
-    with pytest.raises(lifecycle.BAD_INPUT) as error:
-        lifecycle.validate(make_cfg(*data, *args))
+    with pytest.raises(BAD_INPUT) as error:
+        validate(make_cfg(*data, *args))
     assert str(error.value).startswith(message) and "\n" not in str(error.value), error.value
 
 

@@ -2,12 +2,14 @@
 small synthetic run that stops, reports its best check's model, and resumes bitwise from an
 earlier checkpoint to the same result."""
 
-import json
 import os
 import shutil
 
+import jax
 import pytest
+from hydra.utils import instantiate
 
+import rdsweep
 from helpers import SMALL_MODEL
 from rdsweep import early_stopping, experiment
 from rdsweep.option import ConfigError
@@ -71,6 +73,21 @@ def test_a_run_stops_and_reports_its_best_check(stopped_run):
     assert (summary["best_step"], summary["best_valid_elbo"]) == (best["step"],
                                                                   best[early_stopping.VALID])
     assert summary["best_step"] < summary["stopped_at"]
+
+
+def test_load_run_gives_the_best_checks_model(stopped_run):
+    """The loaded model is the best check's, not the last step's: its validation ELBO, on the
+    checks' split and key, is the best check's."""
+    cfg, run_dir, metrics = stopped_run
+    run = rdsweep.load_run(run_dir)
+    source = instantiate(cfg.data)
+    eval_key = jax.random.split(jax.random.PRNGKey(cfg.seed))[1]
+    elbo = early_stopping.validation_elbo(run.apply_fn, run.params, source.load_validation(),
+                                          jax.random.fold_in(eval_key, 4), cfg.eval.batch_size,
+                                          cfg.data.binarization)
+    assert elbo == pytest.approx(metrics["early_stopping"]["best_valid_elbo"], abs=1e-4)
+    last = _read_log(run_dir)[-1][early_stopping.VALID]
+    assert abs(elbo - last) > 1e-3  # the last check was not the best
 
 
 def test_a_resumed_run_stops_at_the_same_step_with_the_same_result(stopped_run, tmp_path):

@@ -75,7 +75,7 @@ def find_cycle(edges):
 
 def test_the_package_has_no_import_cycle():
     edges = graph()
-    assert len(edges) > 20 and "rdsweep.registry" in edges["rdsweep.lifecycle"]
+    assert len(edges) > 20 and "rdsweep.registry" in edges["rdsweep.validation"]
     assert find_cycle(edges) is None, " -> ".join(find_cycle(edges))
 
 
@@ -89,6 +89,6 @@ def test_find_cycle_finds_cycles(edges, cycle):
 
 def test_imports_inside_functions_count(tmp_path):
     path = tmp_path / "m.py"
-    path.write_text("def f():\n    from rdsweep import lifecycle\n")
-    assert imports("rdsweep.m", str(path), {"rdsweep", "rdsweep.lifecycle"}) == {
-        "rdsweep", "rdsweep.lifecycle"}
+    path.write_text("def f():\n    from rdsweep import status\n")
+    assert imports("rdsweep.m", str(path), {"rdsweep", "rdsweep.status"}) == {
+        "rdsweep", "rdsweep.status"}

@@ -10,7 +10,7 @@ import pytest
 
 from faults import kill, launch, snapshot
 from helpers import SMALL_MODEL, rdsweep, read
-from rdsweep import lifecycle
+from rdsweep import run_folder
 
 RUN = [*SMALL_MODEL, "train.steps=300", "train.log_every=100", "train.checkpoint_every=100",
        "eval.iwae_samples=2", "eval.train_examples=0", "eval.image_examples=2"]
@@ -56,8 +56,8 @@ def test_two_configs_on_one_folder_keep_one_consistent_run(tmp_path):
 
 HOLD = """
 import sys, time
-from rdsweep import lifecycle
-lifecycle.claim(sys.argv[1])
+from rdsweep import run_folder
+run_folder.claim(sys.argv[1])
 print("held", flush=True)
 time.sleep(600)
 """
@@ -68,12 +68,12 @@ def test_the_lock_of_a_killed_process_never_blocks(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, folder], stdout=subprocess.PIPE,
                               text=True, start_new_session=True)
     assert holder.stdout.readline() == "held\n"
-    with pytest.raises(lifecycle.FolderBusy, match=f"in use by pid {holder.pid} on "):
-        lifecycle.claim(folder)
+    with pytest.raises(run_folder.FolderBusy, match=f"in use by pid {holder.pid} on "):
+        run_folder.claim(folder)
     kill(holder)  # SIGKILL: the OS drops its lock, the lock file stays
-    assert os.path.exists(os.path.join(folder, lifecycle.LOCK))
-    lifecycle.claim(folder)
-    lifecycle.release(folder)
+    assert os.path.exists(os.path.join(folder, run_folder.LOCK))
+    run_folder.claim(folder)
+    run_folder.release(folder)
 
 
 def test_a_refused_relaunch_keeps_the_folders_record(tmp_path):

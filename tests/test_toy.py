@@ -13,19 +13,20 @@ from hydra import compose, initialize_config_module
 from scipy import special, stats
 
 from helpers import random_variables, rdsweep, read
-from rdsweep import experiment, registry
+from rdsweep import experiment, registry, resolvers
 from rdsweep.evaluate import evaluate
-from rdsweep.lifecycle import validate
 from rdsweep.option import ConfigError
 from rdsweep.options import toy
 from rdsweep.options.objectives import BetaObjective
 from rdsweep.train import create_state, make_train_step
+from rdsweep.validation import validate
 
 
 @pytest.fixture(scope="module")
 def toy_cfg():
     """compose(overrides) of experiment=toy, as the rdsweep command would build it."""
     registry.register()
+    resolvers.register()
 
     def make(*overrides):
         with initialize_config_module(config_module="rdsweep.conf", version_base="1.3"):

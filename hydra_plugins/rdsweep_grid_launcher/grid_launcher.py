@@ -24,7 +24,9 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from rdsweep import experiment, lifecycle, sweep
+from rdsweep import experiment, sweep
+from rdsweep.run_folder import release
+from rdsweep.startup import prepare_job
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ class GridLauncher(Launcher):
             job: Dict[str, Any] = {}
 
             def prepare(cfg: DictConfig) -> Optional[str]:
-                job.update(cfg=cfg, run_dir=lifecycle.prepare_job(cfg))
+                job.update(cfg=cfg, run_dir=prepare_job(cfg))
                 return job["run_dir"]
 
             returns.append(run_job(hydra_context=self.hydra_context, task_function=prepare,
@@ -91,7 +93,7 @@ class GridLauncher(Launcher):
             except Exception:  # recorded as failed in the runs' metrics.json; go on
                 log.exception("a grid failed")
             for job in group:
-                lifecycle.release(job["run_dir"])
+                release(job["run_dir"])
             sweep_dir = str(self.config.hydra.sweep.dir)
             log.info("sweep %s: %s", sweep_dir, sweep.progress(sweep_dir))
         return returns

@@ -23,8 +23,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 from rdsweep import sweep
-from rdsweep.lifecycle import FINISHED, Status
 from rdsweep.outputs import read_metrics, write_metrics
+from rdsweep.status import FINISHED, Status
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Mapping, Optional
 
 import pandas as pd
 
-from rdsweep.lifecycle import Status
+from rdsweep.status import Status
 import rdsweep.report.settings as settings
 from rdsweep.report.runs import entropy_estimate
 from rdsweep.report.tables import family_table, markdown, spread_table

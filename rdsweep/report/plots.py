@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from rdsweep.lifecycle import Status
+from rdsweep.status import Status
 from rdsweep.outputs import IMAGES
 import rdsweep.report.settings as settings
 from rdsweep.report.runs import completed, entropy_estimate
@@ -177,7 +177,8 @@ def skew_figure(table: pd.DataFrame) -> Figure:
 
 def _with_images(table: pd.DataFrame, sweep_dir: str) -> pd.DataFrame:
     points = completed(table)
-    return points[[os.path.isfile(os.path.join(sweep_dir, run, IMAGES)) for run in points.run]]
+    with_images = [os.path.isfile(os.path.join(sweep_dir, run, IMAGES)) for run in points.run]
+    return points[np.array(with_images, bool)]
 
 
 def _spread_over_rate(points: pd.DataFrame, count: int) -> List[str]:

@@ -15,11 +15,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import registry
+from rdsweep.checkpoints import kept_steps
 from rdsweep.identity import trained
-from rdsweep.lifecycle import TEST_METRICS, Status, corrupt, metrics_outcome
-from rdsweep.outputs import METRICS, kept_steps, load_metrics
+from rdsweep.outputs import METRICS, load_metrics
 import rdsweep.report.settings as settings
 from rdsweep.report.convergence import elbo_gain, run_drift
+from rdsweep.status import TEST_METRICS, Status, corrupt, metrics_outcome
 from rdsweep.sweep import PLAN, read_plan
 
 HYDRA_CONFIG = os.path.join(".hydra", "config.yaml")
@@ -84,14 +85,9 @@ def run_config(run_dir: str, metrics: Optional[Mapping[str, Any]]) -> Optional[D
     return cfg if isinstance(cfg, DictConfig) else None
 
 
-def latest_checkpoint(run_dir: str) -> Optional[int]:
-    """The largest step among checkpoints/<step>/ folders, None if there is none."""
-    return max(kept_steps(run_dir), default=None)
-
-
 def incomplete_outcome(run_dir: str) -> Dict[str, Any]:
     """A started run without metrics.json: running, or killed, at its newest checkpoint."""
-    step = latest_checkpoint(run_dir)
+    step = max(kept_steps(run_dir), default=None)
     detail = "no checkpoint" if step is None else f"checkpoint at step {step}"
     return {"status": Status.INCOMPLETE, "steps": step or 0, "detail": detail}
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import pandas as pd
 
-from rdsweep.lifecycle import Status
+from rdsweep.status import Status
 import rdsweep.report.settings as settings
 from rdsweep.report.runs import ReportError
 
