@@ -101,10 +101,10 @@ class TrainConfig:
     tensorboard: bool = True  # scalars under <run folder>/tensorboard
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     # hydra/launcher=grid: how a grid's models are stepped in one program: vmap (batched),
-    # map (one after another), auto (rdsweep.experiment.grid_batching: map for one model or
+    # map (one after another), auto (rdsweep.cpu_tuning.grid_batching: map for one model or
     # convolutions on the CPU, vmap otherwise).
     grid_batching: str = "auto"
-    # XLA:CPU's fusions of the training step (rdsweep.fusions): xla (its defaults), single_dot
+    # XLA:CPU's fusions of the training step (rdsweep.cpu_tuning): xla (its defaults), single_dot
     # (YNNPACK fuses single dots only), auto (single_dot for the conv decoder's models).
     fusions: str = "auto"
 

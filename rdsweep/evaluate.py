@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rdsweep import fusions
+from rdsweep import cpu_tuning
 from rdsweep.bounds import rate_distortion, rate_estimator
 from rdsweep.data import prepare_batch
 from rdsweep.distributions import kl_divergence
@@ -24,6 +24,7 @@ from rdsweep.models import VAE, LogTerms
 
 QUANTITIES = ("rate", "rate_mc", "distortion", "elbo", "iwae")
 MAX_DECODES = 16384  # decoder inputs per lax.map step: bounds memory at large k
+STATIC_ARGNUMS = (0, 4, 5, 6)  # eval_batch's apply_fn, k, max_decodes and binarization
 
 
 def log_terms(apply_fn, params, x: jax.Array, key: jax.Array, k: int,
@@ -58,12 +59,11 @@ def eval_batch(apply_fn, params, images: jax.Array, key: jax.Array, k: int, max_
 
 
 @functools.cache
-def compiled_eval_batch(xla_defaults: bool = False):
-    """eval_batch jitted with single-dot fusions (rdsweep.fusions; decided at the first call,
-    when the backend and XLA_FLAGS are settled), or with XLA's defaults (the benchmark's
-    reference)."""
-    return jax.jit(eval_batch, static_argnums=(0, 4, 5, 6),
-                   compiler_options=None if xla_defaults else fusions.single_dot())
+def compiled_eval_batch():
+    """eval_batch jitted with rdsweep.cpu_tuning's XLA options (decided at the first call, when
+    the backend and XLA_FLAGS are settled)."""
+    return jax.jit(eval_batch, static_argnums=STATIC_ARGNUMS,
+                   compiler_options=cpu_tuning.eval_options())
 
 
 def evaluate_examples(apply_fn, params, images: np.ndarray, key: jax.Array, k: int,

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +20,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rdsweep import config as config_lib
-from rdsweep import early_stopping, fusions, identity, preemption, registry
+from rdsweep import early_stopping, identity, preemption, registry
 from rdsweep.checkpoints import RunCheckpoints, WithBest
+from rdsweep.cpu_tuning import compile_options, grid_batching
 from rdsweep.data import DataSource, Split, prepare_batch
 from rdsweep.evaluate import evaluate
 from rdsweep.images import save_images
@@ -102,37 +103,6 @@ def grid_key(cfg: DictConfig) -> str:
     """The run's identity without the grid scalars and its objective's knob: runs with equal
     keys can train as one grid."""
     return identity.grid_key(cfg, (*GRID_SCALARS, f"objective.{identity.knob(cfg.objective)}"))
-
-
-def convolves(fn: Callable, *args: Any) -> bool:
-    """Whether fn(*args) runs a convolution: lax.conv_general_dilated anywhere in its jaxpr,
-    nested jaxprs (scans, custom VJPs, ...) included. Traced, not run."""
-    def walk(jaxpr) -> bool:
-        for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "conv_general_dilated":
-                return True
-            for param in eqn.params.values():
-                for sub in param if isinstance(param, (tuple, list)) else (param,):
-                    inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
-                    if hasattr(inner, "eqns") and walk(inner):
-                        return True
-        return False
-    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
-def grid_batching(option: str, step: Callable, states: Any, images: jax.Array,
-                  weights: Optional[jax.Array] = None) -> str:
-    """train.grid_batching for `step` of a stack of K states (leading axis K). auto: lax.map
-    for one model (K = 1: one plain scan) and, on the CPU, for a step that convolves (XLA:CPU
-    runs vmapped convolutions as slow grouped convolutions); vmap otherwise (rdsweep-bench's
-    scaling rows: mlp grids of K = 2-8 train as fast or faster vmapped)."""
-    if option != "auto":
-        return option
-    if len(jax.tree_util.tree_leaves(states)[0]) == 1:
-        return "map"
-    if jax.default_backend() != "cpu":
-        return "vmap"
-    return "map" if convolves(step, unstack(states, 0), images, weights) else "vmap"
 
 
 @dataclasses.dataclass
@@ -220,7 +190,7 @@ def _train_and_evaluate(cfgs: Sequence[DictConfig], run_dirs: Sequence[str],
         batching = grid_batching(cfg.train.grid_batching, step, state, images, weights)
         chunks = train(state, step, images, steps, cfg.train.log_every,
                        examples_per_step(cfg.train, n_train), batching, weights,
-                       fusions.options_of(cfg))
+                       compile_options(cfg))
         for state, new_rows in (chunks if any(run.training for run in runs) else ()):
             for i, (run, row) in enumerate(zip(runs, new_rows)):
                 if run.training:

@@ -35,9 +35,7 @@ class Option:
     code: the model part's letter in the paper's family notation ("-", "+", "v"), or None;
     requires: other groups' options this one works with only, e.g. {"marginal": ("categorical",)};
     subgroups: nested groups of this option and the options of its own group they offer;
-    summary: one line for the option reference (docs/options.md);
-    single_dot_fusions: a decoder whose models train faster with single-dot YNNPACK fusions
-    (rdsweep-bench's training rows); train.fusions=auto follows the decoder.
+    summary: one line for the option reference (docs/options.md).
     """
 
     group: str
@@ -49,7 +47,6 @@ class Option:
     # Nested groups of this option, e.g. {"base": ("conv", "mlp")}: encoder/base=mlp chooses
     # among those options of the same group, stored at <group>.base.
     subgroups: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
-    single_dot_fusions: bool = False
 
     @property
     def target(self) -> str:

@@ -133,7 +133,7 @@ def make_train_chunk(train_step: Callable, batching: str,
     batching: "vmap" (one batched step: fast for matmuls and on GPUs) or "map" (lax.map over the
     models of each model's n-step scan: the K models train one after another inside the
     program, each at the speed of a single run, since XLA:CPU runs vmapped convolutions as slow
-    grouped convolutions). compiler_options: XLA's, for the jit (rdsweep.fusions).
+    grouped convolutions). compiler_options: XLA's, for the jit (rdsweep.cpu_tuning).
     """
     def scan(state, images, n, weights):
         return jax.lax.scan(lambda s, _: train_step(s, images, weights), state, None, length=n)
@@ -171,7 +171,7 @@ def train(state: TrainState, train_step: Callable, images: jax.Array, steps: int
     """Runs `steps` steps of a stack of K models (see make_train_chunk) in calls of `chunk`
     steps; yields the state and log rows per call, one row per model.
     batch_size: examples per step (for images/s); weights: the examples' weights (N,), or None;
-    compiler_options: XLA's (rdsweep.fusions).
+    compiler_options: XLA's (rdsweep.cpu_tuning).
 
     A row holds the step reached, the chunk's mean loss/rate/distortion/elbo and images/s (of
     that model; a grid processes K times as many in all).

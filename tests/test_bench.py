@@ -1,13 +1,13 @@
-"""rdsweep-bench: --write replaces the generated table and keeps the hand-written analysis below
-its marker; the `layers` section's PixelCNN profile covers the network."""
+"""The benchmark (benchmarks/): --write replaces the generated table and keeps the hand-written
+analysis below its marker; the `layers` section's PixelCNN profile covers the network."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rdsweep.bench.cli import ANALYSIS, keep_analysis
-from rdsweep.bench.layer_profile import pixelcnn_layers
+from benchmarks.cli import ANALYSIS, keep_analysis
+from benchmarks.layer_profile import pixelcnn_layers
 from rdsweep.options.pixelcnn import PRESETS, PixelCNNNet
 
 

@@ -5,15 +5,10 @@ one)."""
 import os
 import shutil
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from helpers import SMALL_MODEL, TINY, rdsweep, read
 from rdsweep import experiment
-from rdsweep.bench import measure
-from rdsweep.bench.measure import new_states
-from rdsweep.train import stack
 
 GRID = [*SMALL_MODEL, "train.steps=6", "train.log_every=3", "train.checkpoint_every=3",
         "eval.iwae_samples=4", "eval.train_examples=0", "eval.batch_size=500",
@@ -100,38 +95,3 @@ def test_grid_resumes_from_the_newest_common_checkpoint(make_cfg, tmp_path):
         assert b["test"] == a["test"]
     for d in dirs:  # step 6 saved again by each run, after run 0's old one was discarded
         assert sorted(os.listdir(os.path.join(d, "checkpoints"))) == ["3", "6"]
-
-
-def _stack_of(make_cfg, k, *overrides):
-    """(config, step, stack of k fresh states, images) of a model at MNIST's image size."""
-    cfg = make_cfg(*TINY, *overrides)
-    images = jnp.zeros((4, 28, 28, 1), jnp.uint8)
-    states = new_states(cfg, images, k)
-    return cfg, measure.train_step(cfg), stack(states), images
-
-
-@pytest.mark.parametrize("overrides, k, expected", [
-    ([], 1, "map"),  # one model: one plain scan
-    ([], 2, "vmap"),  # the mlp: matmuls batch well
-    pytest.param(["encoder=conv", "decoder=conv"], 2, "map",  # XLA:CPU's vmapped convs: slow
-                 marks=pytest.mark.slow),
-    pytest.param(["encoder=iaf", "encoder/base=conv"], 2, "map",  # a conv nested in a part
-                 marks=pytest.mark.slow),
-    pytest.param(["decoder=pixelcnn", "decoder.size=tiny"], 2, "map", marks=pytest.mark.slow),
-    (["train.grid_batching=map"], 2, "map"),  # a choice other than auto is kept
-    (["train.grid_batching=vmap"], 1, "vmap"),
-])
-def test_auto_grid_batching_follows_the_model(make_cfg, overrides, k, expected):
-    cfg, step, states, images = _stack_of(make_cfg, k, *overrides)
-    assert experiment.grid_batching(cfg.train.grid_batching, step, states, images) == expected
-
-
-def test_convolves_finds_a_convolution_anywhere():
-    x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((2, 2, 1, 1))
-    conv = lambda x: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    assert experiment.convolves(conv, x)
-    assert experiment.convolves(jax.grad(lambda x: conv(x).sum()), x)  # in the gradient
-    assert experiment.convolves(lambda x: jax.lax.scan(lambda c, _: (conv(c), None), x, None,
-                                                       length=2)[0], x)  # in a scan's body
-    assert not experiment.convolves(lambda x: (x @ x).sum(), jnp.ones((3, 3)))

@@ -1,8 +1,12 @@
-"""No import cycle anywhere in the package: every module's imports, those inside functions too,
-form a graph without cycles."""
+"""Imports: no import cycle anywhere in the package (every module's imports, those inside
+functions too, form a graph without cycles), and importing the command changes no global
+state (rdsweep.main.start does, when a command or a job starts)."""
 
 import ast
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -92,3 +96,33 @@ def test_imports_inside_functions_count(tmp_path):
     path.write_text("def f():\n    from rdsweep import status\n")
     assert imports("rdsweep.m", str(path), {"rdsweep", "rdsweep.status"}) == {
         "rdsweep", "rdsweep.status"}
+
+
+GLOBAL_STATE = """
+import json, logging, sys, threading
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+from rdsweep.resolvers import RESOLVERS
+
+def state():
+    return {"threading.excepthook": threading.excepthook is threading.__excepthook__,
+            "sys.unraisablehook": sys.unraisablehook is sys.__unraisablehook__,
+            "logging.raiseExceptions": logging.raiseExceptions is True,
+            "resolvers": not any(OmegaConf.has_resolver(name) for name in RESOLVERS),
+            "ConfigStore": "rdsweep_schema.yaml" not in ConfigStore.instance().list("")}
+
+import rdsweep.main
+imported = state()
+rdsweep.main.start()
+print(json.dumps([imported, state()]))
+"""
+
+
+def test_importing_the_command_changes_no_global_state():
+    """In a fresh interpreter: the interpreter's own hooks, no rdsweep resolver and none of its
+    configs after `import rdsweep.main`; every one of them changed by its start()."""
+    out = subprocess.run([sys.executable, "-c", GLOBAL_STATE], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    imported, started = json.loads(out.splitlines()[-1])
+    assert all(imported.values()), imported
+    assert not any(started.values()), started

@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # correctness only: one thread does not stall when the cores are busy
 
-from rdsweep.bench import layer_profile as lp  # noqa: E402  (after the skip)
-from rdsweep.bench import torch_reference as ref  # noqa: E402
+from benchmarks import layer_profile as lp  # noqa: E402  (after the skip)
+from benchmarks import torch_reference as ref  # noqa: E402
 from rdsweep.experiment import build_model  # noqa: E402
 
 NAMES = sorted(ref.REFERENCES)

@@ -64,7 +64,7 @@ def test_evaluation_xla_options_keep_the_numbers(trained, real_cfg):
     args = (state.apply_fn, state.params, jax.numpy.asarray(images), jax.random.PRNGKey(3), 20,
             16384, "static")
     ours = evaluation.compiled_eval_batch()(*args)
-    reference = evaluation.compiled_eval_batch(xla_defaults=True)(*args)
+    reference = jax.jit(evaluation.eval_batch, static_argnums=evaluation.STATIC_ARGNUMS)(*args)
     for q in evaluation.QUANTITIES:
         np.testing.assert_allclose(ours[q], reference[q], rtol=1e-4, atol=1e-4, err_msg=q)
 

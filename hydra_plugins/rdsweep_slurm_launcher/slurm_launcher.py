@@ -9,18 +9,25 @@
   own run: its metrics.json says failed with the job's state, the other jobs go on, and the
   sweep's end reports it (and exits 1). Hydra's launcher instead raises at the first such job,
   so the driver died without a report while the rest of the array kept running.
+
+`launch` submits the array as Hydra's launcher does, through submitit's executor, and waits in
+its own way. In its SLURM process a job runs Hydra's `__call__` as it is: that runs rdsweep's
+app, which first calls the process's start-up (rdsweep.main.start).
 """
-# Imported by rdsweep.main at every start: submitit itself is imported only when a sweep runs.
+# Imported by rdsweep.main's start-up: submitit itself is imported only when a sweep runs.
 
 import logging
 import os
 import shlex
 import time
+from pathlib import Path
 from typing import Any, List, Optional, Sequence
-from unittest import mock
 
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from omegaconf import OmegaConf
 
 from rdsweep import sweep
 from rdsweep.outputs import read_metrics, write_metrics
@@ -56,19 +63,37 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
         # Hydra's launch submits the array, then waits on each job in turn and raises at the
-        # first one without a result. Its submission is kept; the waiting is done here.
+        # first one without a result: its submission is done here as it does it, the waiting
+        # by _wait.
+        assert self.config is not None
+        executor = self._executor()
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, sweep_dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:
+            os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
+        job_params = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
+                               Singleton.get_state()))
+        return self._wait(executor.map_array(self, *zip(*job_params)), job_overrides)
+
+    def _executor(self) -> Any:
+        """submitit's executor, set up as Hydra's launcher sets it up: max_num_timeout when it
+        is made, then the queue's shared keys (BaseQueueConf) as they are and the others with
+        the cluster's prefix (slurm_partition, ...)."""
         import submitit
 
-        submitted: List[Any] = []
-        map_array = submitit.AutoExecutor.map_array
-
-        def submit_only(executor, fn, *iterable):
-            submitted.extend(map_array(executor, fn, *iterable))
-            return []
-
-        with mock.patch.object(submitit.AutoExecutor, "map_array", submit_only):
-            super().launch(job_overrides, initial_job_idx)
-        return self._wait(submitted, job_overrides)
+        made_with = {"max_num_timeout"}
+        executor = submitit.AutoExecutor(
+            folder=self.params["submitit_folder"], cluster=self._EXECUTOR,
+            **{f"{self._EXECUTOR}_{k}": v for k, v in self.params.items() if k in made_with})
+        shared = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in shared else f"{self._EXECUTOR}_{k}": v
+                                      for k, v in self.params.items()
+                                      if k not in made_with | {"submitit_folder"}})
+        return executor
 
     def _wait(self, jobs: Sequence[Any],
               job_overrides: Sequence[Sequence[str]]) -> List[JobReturn]:

@@ -160,5 +160,5 @@ OPTIONS = [
     Option("encoder", "conv", ConvEncoderConfig, "gated conv net of appendix F -> factorized "
            "Gaussian", code="-"),
     Option("decoder", "conv", ConvDecoderConfig, "gated deconv net of appendix F -> factorized "
-           "Bernoulli", code="-", single_dot_fusions=True),
+           "Bernoulli", code="-"),
 ]

@@ -11,10 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rdsweep import fusions
-from rdsweep.bench.measure import (affordable_steps, compose_config, model_overrides, note,
-                                   side_by_side, torch_available, training_rate)
-from rdsweep.bench.sections import Plan, Row
+from benchmarks.measure import (affordable_steps, compose_config, model_overrides, note,
+                                side_by_side, torch_available, training_rate)
+from benchmarks.sections import Plan, Row
+from rdsweep import cpu_tuning
 from rdsweep.layers import Conv, Deconv, Gated
 from rdsweep.options import pixelcnn
 from rdsweep.options.conv import DECODER_PRESETS, ENCODER_PRESETS
@@ -24,7 +24,7 @@ class Layer(NamedTuple):
     """One timed layer, run `count` times per training step of its model."""
     label: str
     flax: nn.Module  # rdsweep's layer, unbound
-    torch: Callable[[Any], Any]  # rdsweep.bench.torch_reference -> the PyTorch twin
+    torch: Callable[[Any], Any]  # benchmarks.torch_reference -> the PyTorch twin
     shapes: Tuple[Tuple[int, int, int], ...]  # (H, W, C) of each input, batch excluded
     count: int = 1
 
@@ -152,7 +152,7 @@ def torch_layer_call(layer: Layer, batch: int, backward: bool = True) -> Callabl
     """The same for the layer's PyTorch twin (NCHW inputs), eager."""
     import torch
 
-    from rdsweep.bench import torch_reference
+    from benchmarks import torch_reference
 
     module = layer.torch(torch_reference)
     xs = [torch.randn(batch, c, h, w, requires_grad=backward) for h, w, c in layer.shapes]
@@ -175,7 +175,7 @@ def model_layer_rows(model: str, fallback: Sequence[str], layers: Sequence[Layer
     the whole model (its rdsweep overrides; `fallback` without torch, which holds them)."""
     b = plan.batch_size
     cfg = compose_config([*model_overrides().get(model, fallback), f"train.batch_size={b}"])
-    options = fusions.options_of(cfg)  # as the model trains
+    options = cpu_tuning.compile_options(cfg)  # as the model trains
     has_torch = torch_available()
     rows, total, torch_total = [], 0.0, 0.0  # ms
     for layer in layers:

@@ -19,9 +19,10 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from rdsweep import fusions, registry
-from rdsweep.evaluate import MAX_DECODES, compiled_eval_batch, evaluate
-from rdsweep.experiment import build_model, grid_batching
+from rdsweep import cpu_tuning, registry, resolvers
+from rdsweep.evaluate import (MAX_DECODES, STATIC_ARGNUMS, compiled_eval_batch, eval_batch,
+                              evaluate)
+from rdsweep.experiment import build_model
 from rdsweep.options.tfds_images import load_split
 from rdsweep.train import (TrainState, create_state, make_optimizer, make_train_chunk,
                            make_train_step, stack)
@@ -47,7 +48,7 @@ def model_overrides() -> Dict[str, List[str]]:
     """name -> rdsweep overrides of each benchmarked model: torch_reference.REFERENCES; without
     torch (which that module imports) only the default config, the MLP."""
     try:
-        from rdsweep.bench.torch_reference import REFERENCES
+        from benchmarks.torch_reference import REFERENCES
     except ModuleNotFoundError as e:
         if e.name != "torch":
             raise
@@ -67,6 +68,7 @@ def torch_available() -> bool:
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """The rdsweep job config of these overrides, as the rdsweep command builds it."""
     registry.register()
+    resolvers.register()
     with initialize_config_module(config_module="rdsweep.conf", version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
@@ -89,15 +91,15 @@ def train_step(cfg: DictConfig) -> Callable:
 
 def batching(cfg: DictConfig, states: TrainState, images: jax.Array) -> str:
     """How rdsweep batches a stack of `states` of cfg's model (train.grid_batching; auto: see
-    rdsweep.experiment.grid_batching)."""
-    return grid_batching(cfg.train.grid_batching, train_step(cfg), states, images)
+    rdsweep.cpu_tuning.grid_batching)."""
+    return cpu_tuning.grid_batching(cfg.train.grid_batching, train_step(cfg), states, images)
 
 
 def train_chunk(cfg: DictConfig, states: TrainState, images: jax.Array) -> Callable:
     """cfg's compiled chunk of training steps of `states` (a stack), batched as rdsweep batches
     them, with the XLA options rdsweep compiles it with (train.fusions)."""
     return make_train_chunk(train_step(cfg), batching(cfg, states, images),
-                            fusions.options_of(cfg))
+                            cpu_tuning.compile_options(cfg))
 
 
 def xla_flops(compiled) -> Optional[float]:
@@ -188,7 +190,7 @@ def affordable_steps(cfg: DictConfig, images: jax.Array, max_steps: int,
 def torch_call(name: str, images, batch_size: int, steps: int) -> Callable[[], None]:
     """One blocking call of `steps` PyTorch training steps of torch_reference.REFERENCES entry
     `name` (torch's default threads)."""
-    from rdsweep.bench.torch_reference import trainer
+    from benchmarks.torch_reference import trainer
 
     _, train = trainer(name, images, batch_size)
     return lambda: train(steps)
@@ -203,12 +205,13 @@ def iwae_rate(cfg: DictConfig, state: TrainState, images, k: int, repeats: int) 
     return len(images) * k / seconds
 
 
-def eval_batch_rate(cfg: DictConfig, state: TrainState, images, k: int, xla_defaults: bool,
+def eval_batch_rate(cfg: DictConfig, state: TrainState, images, k: int, tuned: bool,
                     repeats: int) -> float:
     """One eval_batch call's example-samples/s on images[:eval.batch_size] at k samples,
-    compiled with rdsweep's XLA options or with XLA's defaults."""
+    compiled as rdsweep compiles it (tuned: rdsweep.cpu_tuning's XLA options) or with XLA's
+    defaults."""
     batch = jnp.asarray(images[:cfg.eval.batch_size])
-    fn = compiled_eval_batch(xla_defaults)
+    fn = compiled_eval_batch() if tuned else jax.jit(eval_batch, static_argnums=STATIC_ARGNUMS)
     seconds = median_seconds(lambda: jax.block_until_ready(fn(
         state.apply_fn, state.params, batch, jax.random.PRNGKey(0), k, MAX_DECODES,
         cfg.data.binarization)), repeats)
@@ -256,7 +259,7 @@ def peak_rss_mib(cmd: Sequence[str]) -> float:
 
 
 def first_step(cache_dir: str, overrides: Sequence[str], steps: int, batch_size: int) -> None:
-    """The startup rows' child (`rdsweep-bench --first-step`): builds the model, compiles and
+    """The startup rows' child (`python -m benchmarks --first-step`): builds the model, compiles and
     runs one scanned chunk of `steps` steps of one run (a stack of one) with the persistent
     compilation cache in cache_dir, then prints FIRST_STEP_DONE."""
     jax.config.update("jax_compilation_cache_dir", cache_dir)
@@ -283,7 +286,7 @@ def startup_seconds(overrides: Sequence[str], steps: int, batch_size: int,
     """Median seconds from launch to the first training chunk (of `steps` steps) done, with a
     fresh (cold) compilation cache and then with the cache that run filled (warm)."""
     def child(tmp: str) -> List[str]:
-        return [sys.executable, "-m", "rdsweep.bench", "--first-step", tmp, "--steps",
+        return [sys.executable, "-m", "benchmarks", "--first-step", tmp, "--steps",
                 str(steps), "--batch-size", str(batch_size), *overrides]
 
     cold, warm = [], []

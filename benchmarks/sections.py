@@ -1,4 +1,4 @@
-"""The benchmark's sections but `layers` (rdsweep.bench.layer_profile): each `*_rows` function
+"""The benchmark's sections but `layers` (benchmarks.layer_profile): each `*_rows` function
 measures one section at the sizes of a `Plan` and returns its table rows."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 
-from rdsweep import fusions
-from rdsweep.bench.measure import (affordable_steps, batching, compose_config, eval_batch_rate,
-                                   images_per_s, iwae_flops_per_sample, iwae_rate, median_process,
-                                   new_states, note, peak_rss_mib, rdsweep_cmd, side_by_side,
-                                   startup_seconds, torch_available, torch_call,
-                                   train_flops_per_image, training_call, training_rate)
+from benchmarks.measure import (affordable_steps, batching, compose_config, eval_batch_rate,
+                                images_per_s, iwae_flops_per_sample, iwae_rate, median_process,
+                                new_states, note, peak_rss_mib, rdsweep_cmd, side_by_side,
+                                startup_seconds, torch_available, torch_call,
+                                train_flops_per_image, training_call, training_rate)
+from rdsweep import cpu_tuning
 from rdsweep.train import stack
 from rdsweep.options.tfds_images import load_split
 
@@ -22,7 +22,7 @@ from rdsweep.options.tfds_images import load_split
 # in a sweep of many short runs.
 SHORT_EVAL = ("eval.iwae_samples=10", "eval.train_examples=0", "eval.image_examples=0",
               "data.test_split='test[:1000]'")  # quoted: Hydra's grammar reads [ as a list
-TORCH_MISSING = "torch not installed (pip install 'rdsweep[bench]')"
+TORCH_MISSING = "torch not installed (the bench extra: bash scripts/setup.sh test,bench)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,7 @@ def training_rows(names: Sequence[str], overrides: Dict[str, List[str]], images,
         steps = affordable_steps(cfg, device_images, plan.steps, plan.call_seconds)
         # rdsweep, XLA's default fusions where auto chose others, and PyTorch: side by side.
         calls = {"rdsweep": training_call(cfg, device_images, steps)}
-        if fusions.options_of(cfg):  # train.fusions=auto chose single-dot fusions
+        if cpu_tuning.compile_options(cfg):  # train.fusions=auto chose single-dot fusions
             calls["xla"] = training_call(compose_config([*overrides[name], "train.fusions=xla",
                                                          f"train.batch_size={b}"]),
                                          device_images, steps)
@@ -172,10 +172,11 @@ def iwae_rows(images: jax.Array, best: float, plan: Plan) -> List[Row]:
                     f"{flops / 1e6:,.2f} MFLOP per example-sample)",
                     f"{achieved / 1e9:,.1f} GFLOP/s = {achieved / best:.1%} of matmul",
                     **target(achieved / best, 0.5, True, "50%")))
-    # The evaluation's XLA options (rdsweep.fusions.single_dot) against XLA's defaults.
+    # The evaluation's XLA options (rdsweep.cpu_tuning.eval_options) against XLA's defaults.
     k = sorted(rates)[len(rates) // 2]
     note(f"iwae xla options k={k}")
-    base, ours = (eval_batch_rate(cfg, state, test, k, d, plan.repeats) for d in (True, False))
+    base, ours = (eval_batch_rate(cfg, state, test, k, tuned, plan.repeats)
+                  for tuned in (False, True))
     rows.append(Row("iwae", f"one evaluation batch ({min(cfg.eval.batch_size, len(test))} "
                     f"examples, k={k}) compiled with XLA's default fusions / with rdsweep's "
                     "(single-dot YNNPACK fusions only)",

@@ -1,26 +1,26 @@
 """rdsweep's benchmark suite: one run measures every figure and prints one Markdown table.
 
-    TFDS_DATA_DIR=../shared/tfds rdsweep-bench --write docs/benchmarks.md
+    TFDS_DATA_DIR=../shared/tfds .venv/bin/python -m benchmarks --write docs/benchmarks.md
 
-(`python -m rdsweep.bench` is the same command.) PyTorch (the reference of the training rows)
-is the `bench` extra: `bash scripts/setup.sh test,bench`. Without it the training rows show
-rdsweep alone, for the default model (the MLP): the other models are named by
-rdsweep.bench.torch_reference, which imports torch.
+It lives beside the package, not in it: it runs from the checkout's root and is not installed.
+PyTorch (the reference of the training rows) is the `bench` extra: `bash scripts/setup.sh
+test,bench`. Without it the training rows show rdsweep alone, for the default model (the MLP):
+the other models are named by benchmarks.torch_reference, which imports torch.
 
 Sections (`--only` takes section names and model names, comma-separated; a model name restricts
 the training and startup rows to it):
   matmul    f32 matmul GFLOP/s, n = 512, 1024, 2048; the best is the reference of every
             "fraction of matmul" below, so it is always measured.
-  training  images/s at --batch-size for each model of rdsweep.bench.torch_reference.REFERENCES:
+  training  images/s at --batch-size for each model of benchmarks.torch_reference.REFERENCES:
             rdsweep (one compiled scan of --steps steps, fewer for a slow model so that a call
             takes about 4 s) and PyTorch (its eager loop of as many steps, torch's default
             thread count), their ratio (target: mlp >= 1.5, conv* and pixelcnn* >= 1.0), and
             rdsweep's achieved GFLOP/s (XLA cost analysis of one step) as a fraction of the
             best matmul (target: mlp >= 80%, conv* >= 60%).
-  startup   seconds from launching a process (`rdsweep-bench --first-step`: load data, build
-            the model, compile and run one 10-step scanned chunk) to that chunk done (mlp,
-            conv_small), with a cold then a warm persistent compilation cache (target: warm at
-            least 2x sooner).
+  startup   seconds from launching a process (`python -m benchmarks --first-step`: load data,
+            build the model, compile and run one 10-step scanned chunk) to that chunk done
+            (mlp, conv_small), with a cold then a warm persistent compilation cache (target:
+            warm at least 2x sooner).
   iwae      evaluate() of the mlp on test examples for k = 1, 100, 1000 in example-samples/s,
             and at k = 1000 the achieved GFLOP/s (XLA cost analysis) as a fraction of the best
             matmul (target >= 50%).
@@ -33,7 +33,7 @@ the training and startup rows to it):
             alone) milliseconds of each conv layer of conv_small, and of each kind of layer of
             the PixelCNN network at each side (times how often the network runs it), at batch
             --batch-size, in rdsweep (rdsweep.layers' and rdsweep.options.pixelcnn's modules)
-            and in PyTorch (rdsweep.bench.torch_reference's), their ratio, and the layers' sum
+            and in PyTorch (benchmarks.torch_reference's), their ratio, and the layers' sum
             against one training step of the whole model: where a model's time goes.
   grid      wall time of 8 short mlp runs (seeds 0-7, 300 steps, short evaluation) as one
             `hydra/launcher=grid` process against 8 processes one after another, start-up,
@@ -42,7 +42,7 @@ the training and startup rows to it):
             evaluation), from launch to metrics.json, median of 3 launches, each with a fresh
             compilation cache (target: <= 60 s).
 
-Example: `rdsweep-bench --only training,conv_small --repeats 3`.
+Example: `python -m benchmarks --only training,conv_small --repeats 3`.
 
 Timings are the median of --repeats timed calls after one untimed warm-up call (which
 compiles). Process timings (startup, grid, main) are the median of --repeats launches, each arm with a
@@ -53,5 +53,6 @@ not benchmarks. Progress goes to stderr; stdout is the Markdown document that --
 
 Modules: `measure` (what a row measures: timings, FLOP counts, processes), `sections` (the rows
 of each section but `layers`), `layer_profile` (the `layers` section), `cli` (the command and
-its document), `torch_reference` (the PyTorch models).
+its document), `torch_reference` (the PyTorch models); `profile_mlp`, a script of its own,
+splits the mlp's training step against PyTorch's.
 """

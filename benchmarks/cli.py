@@ -1,5 +1,5 @@
-"""The `rdsweep-bench` command: its arguments, the sections it runs and the Markdown document it
-prints (the suite is described in rdsweep.bench's docstring, its --help)."""
+"""The benchmark's command (`python -m benchmarks`): its arguments, the sections it runs and the
+Markdown document it prints (the suite is described in the package's docstring, its --help)."""
 
 from __future__ import annotations
 
@@ -17,23 +17,23 @@ from typing import List, Optional, Sequence, Tuple
 
 import jax
 
-import rdsweep.bench
-from rdsweep.bench.layer_profile import layer_rows
-from rdsweep.bench.measure import compose_config, first_step, matmul_flops, model_overrides, note
-from rdsweep.bench.sections import (QUICK, SHORT_EVAL, Plan, Row, grid_rows, iwae_rows,
-                                    main_rows, matmul_rows, memory_rows, scaling_rows,
-                                    startup_rows, training_rows)
+import benchmarks
+from benchmarks.layer_profile import layer_rows
+from benchmarks.measure import compose_config, first_step, matmul_flops, model_overrides, note
+from benchmarks.sections import (QUICK, SHORT_EVAL, Plan, Row, grid_rows, iwae_rows, main_rows,
+                                 matmul_rows, memory_rows, scaling_rows, startup_rows,
+                                 training_rows)
 from rdsweep.fileio import atomic_write
 from rdsweep.options.tfds_images import load_split
 
-PROG = "rdsweep-bench"
+PROG = "python -m benchmarks"  # from the checkout's root
 SECTIONS = ("matmul", "training", "layers", "startup", "iwae", "memory", "scaling", "grid",
             "main")
 MODEL_SECTIONS = ("training", "startup")  # the sections that a model name in --only restricts
 FULL_COMMAND = f"TFDS_DATA_DIR=../shared/tfds {PROG} --write docs/benchmarks.md"
 # Where a written document's hand-written part (the analysis of its figures) starts: --write
 # replaces what comes before this line and keeps the rest.
-ANALYSIS = "<!-- hand-written analysis below: rdsweep-bench --write keeps it -->"
+ANALYSIS = "<!-- hand-written analysis below: the benchmark's --write keeps it -->"
 
 
 def machine() -> List[str]:
@@ -58,11 +58,10 @@ def machine() -> List[str]:
 
 
 def command() -> str:
-    """The command line of this run, data location included; by the command's name, whichever
-    way it was launched (console script or python -m)."""
+    """The command line of this run, data location included."""
     data = os.environ.get("TFDS_DATA_DIR")
     env = f"TFDS_DATA_DIR={shlex.quote(data)} " if data else ""
-    return env + shlex.join([PROG, *sys.argv[1:]])
+    return env + " ".join([PROG, *map(shlex.quote, sys.argv[1:])])
 
 
 def document(rows: Sequence[Row], header: Sequence[str], quick: bool, plan: Plan,
@@ -112,7 +111,7 @@ def selection(only: Optional[str], known: Sequence[str],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog=PROG, description=rdsweep.bench.__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=benchmarks.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, help="training steps per timed call (default 200)")
     parser.add_argument("--repeats", type=int, help="timed calls per figure (default 5)")
@@ -120,7 +119,7 @@ def main() -> None:
     parser.add_argument("--only", metavar="NAME[,NAME]", help="sections and/or models")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes")
     parser.add_argument("--write", metavar="PATH", help="also write the document to PATH")
-    # The startup rows' child process: rdsweep-bench --first-step CACHE_DIR [OVERRIDE ...]
+    # The startup rows' child process: python -m benchmarks --first-step CACHE_DIR [OVERRIDE ...]
     parser.add_argument("--first-step", metavar="CACHE_DIR", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()

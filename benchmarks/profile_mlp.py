@@ -1,17 +1,16 @@
 """Where the mlp's training step goes, rdsweep against PyTorch (docs/benchmarks.md, analysis):
-in one process, alternating (rdsweep.bench.measure.side_by_side), images/s at batch 64 of
+in one process, alternating (benchmarks.measure.side_by_side), images/s at batch 64 of
   - the whole training step (rdsweep's compiled scan; PyTorch's reference loop, fused Adam);
   - the two MLPs alone, forward + backward (784-512-512-128 and 64-512-512-784, ReLU, the
     gradients of every weight and bias), no sampling, log-probs or optimiser.
-    TFDS_DATA_DIR=../shared/tfds python scripts/profile_mlp.py  # needs torch (the bench extra)
+    TFDS_DATA_DIR=../shared/tfds python -m benchmarks.profile_mlp  # needs torch (the bench extra)
 """
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import torch
 
-from rdsweep.bench.measure import compose_config, side_by_side, torch_call, training_call
+from benchmarks.measure import compose_config, side_by_side, torch_call, training_call
 from rdsweep.options.tfds_images import load_split
 
 B, STEPS, ROUNDS = 64, 200, 5

@@ -1,3 +1,0 @@
-from rdsweep.bench.cli import main
-
-main()
