@@ -53,9 +53,8 @@ def _class_name(target: Any) -> str:
 
 
 def chosen(cfg: Any, group: str) -> Optional[Option]:
-    """The option a config's group uses: a dataset by its name, a part by its `_target_`'s
-    class (the class, not the module path, so runs of earlier layouts are still known); None
-    if it is none of the registry's."""
+    """The option a config's group uses: a dataset by its name, a part by its `_target_`;
+    None if it is none of the registry's."""
     node = OmegaConf.select(cfg, group, throw_on_resolution_failure=False) if isinstance(
         cfg, DictConfig) else cfg.get(group)
     if node is None:
@@ -63,8 +62,7 @@ def chosen(cfg: Any, group: str) -> Optional[Option]:
     table = options()[group]
     if group == "data":
         return table.get(node.get("name"))
-    target = _class_name(node.get("_target_"))
-    return next((opt for opt in table.values() if _class_name(opt.target) == target), None)
+    return next((opt for opt in table.values() if opt.target == node.get("_target_")), None)
 
 
 def option_name(cfg: Any, group: str) -> str:

@@ -21,25 +21,24 @@ from rdsweep.sweep import PLAN
 
 PAPER_MD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "paper",
                         "broken-elbo.md")
-# Paper code of each part -> its class, written out here independently of rdsweep.registry; the
-# module paths are an earlier layout's, as old runs recorded them.
+# Paper code of each part -> its class, written out here independently of rdsweep.registry.
 TARGETS = {
-    "encoder": {"-": "rdsweep.conv.ConvEncoder", "+": "rdsweep.flows.IAFEncoder"},
-    "decoder": {"-": "rdsweep.conv.ConvDecoder", "+": "rdsweep.pixelcnn.PixelCNNDecoder"},
-    "marginal": {"-": "rdsweep.marginals.StandardGaussianMarginal",
-                 "+": "rdsweep.flows.MAFMarginal", "v": "rdsweep.marginals.VampPrior"},
+    "encoder": {"-": "rdsweep.options.conv.ConvEncoder", "+": "rdsweep.options.flows.IAFEncoder"},
+    "decoder": {"-": "rdsweep.options.conv.ConvDecoder", "+": "rdsweep.options.pixelcnn.PixelCNNDecoder"},
+    "marginal": {"-": "rdsweep.options.marginals.StandardGaussianMarginal",
+                 "+": "rdsweep.options.flows.MAFMarginal", "v": "rdsweep.options.marginals.VampPrior"},
 }
-MLP_MIXTURE = {"encoder": "rdsweep.models.MLPEncoder", "decoder": "rdsweep.models.MLPDecoder",
-               "marginal": "rdsweep.marginals.MixtureMarginal"}
+MLP_MIXTURE = {"encoder": "rdsweep.options.mlp.MLPEncoder", "decoder": "rdsweep.options.mlp.MLPDecoder",
+               "marginal": "rdsweep.options.marginals.MixtureMarginal"}
 
 
 def config(family, beta=None, sigma=None, seed=0):
     """A run config like metrics.json's "config": beta or target-rate objective."""
     parts = (MLP_MIXTURE if family == "mlp" else
              {group: TARGETS[group][code] for group, code in zip(TARGETS, family)})
-    objective = ({"_target_": "rdsweep.objectives.BetaObjective", "beta": beta,
+    objective = ({"_target_": "rdsweep.options.objectives.BetaObjective", "beta": beta,
                   "warmup_steps": 0} if sigma is None else
-                 {"_target_": "rdsweep.objectives.TargetRateObjective", "sigma": sigma,
+                 {"_target_": "rdsweep.options.objectives.TargetRateObjective", "sigma": sigma,
                   "warmup_steps": 0})
     return {"beta": 1.0 if beta is None else beta, "sigma": 10.0 if sigma is None else sigma,
             "seed": seed, "latent_dim": 64,
@@ -76,13 +75,13 @@ EXPECTED_STATUS = {
 }
 INCOMPLETE_YAML = """\
 encoder:
-  _target_: rdsweep.conv.ConvEncoder
+  _target_: rdsweep.options.conv.ConvEncoder
 decoder:
-  _target_: rdsweep.conv.ConvDecoder
+  _target_: rdsweep.options.conv.ConvDecoder
 marginal:
-  _target_: rdsweep.marginals.VampPrior
+  _target_: rdsweep.options.marginals.VampPrior
 objective:
-  _target_: rdsweep.objectives.BetaObjective
+  _target_: rdsweep.options.objectives.BetaObjective
   beta: ${beta}
   warmup_steps: 0
 seed: 2
