@@ -197,10 +197,15 @@ def restore_params(run_dir: str, step: int, params: Any, config_hash: Optional[s
             recorded = checkpointer.restore(os.path.join(folder, "log")).get("config_hash")
         if recorded == config_hash:
             with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
-                return checkpointer.restore(os.path.join(folder, "state"),
-                                            args=ocp.args.PyTreeRestore(
+                restored = checkpointer.restore(os.path.join(folder, "state"),
+                                                args=ocp.args.PyTreeRestore(
                     item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
                     partial_restore=True))[which]
+            # a partial restore leaves what the checkpoint lacks as the template's structs
+            if any(isinstance(a, jax.ShapeDtypeStruct)
+                   for a in jax.tree_util.tree_leaves(restored)):
+                raise ValueError(f"it holds no '{which}'")
+            return restored
     except Exception as e:  # orbax and tensorstore raise many kinds on damaged files
         raise DataError(f"{run_dir}: {name} cannot be restored into the model of the run's "
                         f"config ({error_line(e)[:200]}); train the run again") from None
