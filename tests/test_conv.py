@@ -69,22 +69,6 @@ def test_encoder_sees_inputs_rescaled_to_plus_minus_one():
     np.testing.assert_allclose(out[..., 0], 0.5 * (2.0 * np.asarray(x)[..., 0] - 1.0), atol=1e-6)
 
 
-def test_decoder_shapes():
-    dec = ConvDecoder(image_shape=IMAGE, channels=TINY_DEC)
-    z = jax.random.normal(jax.random.PRNGKey(0), (3, 5))
-    v = random_variables(dec, z)
-
-    @jax.jit
-    def run(v, z, x, key):
-        d = dec.apply(v, z)
-        return d.logits, d.log_prob(x), d.sample_and_log_prob(key, 2), d.mode()
-
-    logits, log_p, (x, log_d), mode = run(v, z, _images(3), jax.random.PRNGKey(2))
-    assert logits.shape == (3,) + IMAGE and mode.shape == (3,) + IMAGE
-    assert log_p.shape == (3,)
-    assert x.shape == (2, 3) + IMAGE and log_d.shape == (2, 3)
-
-
 def test_paper_encoder_parameter_count():
     # Appendix F: gated Conv(32,5,1) - Conv(32,5,2) - Conv(64,5,1) - Conv(64,5,2) - Conv(256,7,1)
     # from 1 input channel, then mean and scale heads Linear(256 -> 64) each.

@@ -79,17 +79,6 @@ def test_log_prob_equals_numpy_bernoulli(setup):
     np.testing.assert_allclose(np.asarray(got2[0]), expected, rtol=1e-5)
 
 
-@pytest.mark.slow  # 784 network passes per draw
-def test_sequential_sampler_agrees_with_parallel_pass(setup):
-    variables, z, _ = setup
-    x, log_p, log_p_parallel = _sample(variables, z, jax.random.PRNGKey(3))
-    assert x.shape == (2, BATCH) + IMAGE
-    assert set(np.unique(np.asarray(x))) <= {0.0, 1.0}
-    assert log_p.shape == (2, BATCH)
-    np.testing.assert_allclose(np.asarray(log_p), np.asarray(log_p_parallel), rtol=1e-4,
-                               atol=1e-3)
-
-
 def _forced(variables, bias):
     """The same decoder with its output 1x1 conv set to a constant logit `bias`."""
     out = variables["params"]["net"]["logits"]
