@@ -156,3 +156,16 @@ def test_a_rebuilt_report_from_its_csv_equals_the_original(make_cfg, tmp_path):
     page = (copy / "README.md").read_text()
     assert "![Rate-distortion plane](rd_plane.png)" in page and (copy / "rd_plane.png").is_file()
     assert json.loads(original.config[0])["objective.beta"] == 0.5
+
+
+def test_knob_labels_never_overlap_at_fifty_runs():
+    """56 runs of the committed MLP-scale sweep: the knob labels drawn do not overlap, and
+    each curve is named once in the legend."""
+    table = report.runs.read_results("docs/results/mlp_mnist/results.csv", option="")
+    ax = rd_plane_figure(table).axes[0]
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "knob-label"]
+    assert len(boxes) >= 20  # most points are labelled
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    names = ax.get_legend_handles_labels()[1]
+    assert len(names) == len(set(names)) == 13 + 1  # 13 curves and the H line

@@ -82,21 +82,20 @@ def _curve_count(points: pd.DataFrame, table: pd.DataFrame) -> int:
 
 
 def _label_points(ax: Axes, records: List[dict], table: pd.DataFrame, y: str) -> None:
-    """The knob value beside each point, in order of rising rate, skipping a label whose box
-    would overlap one already drawn (the legend and the tables name every run)."""
-    ax.figure.canvas.draw()  # fixes the axes' size, so data maps to display coordinates
-    placed: List[Tuple[float, float, float, float]] = []
-    height = LABEL_POINTS * ax.figure.dpi / 72
+    """The knob value beside each point, in order of rising rate, leaving out a label whose
+    drawn box would overlap one already there (the legend and the tables name every run)."""
+    renderer = ax.figure.canvas.get_renderer()  # the axes are laid out: boxes are final
+    placed = []
     for row in sorted(records, key=lambda r: (r["rate"], r[y])):
         text = settings.knob_label(row, table).split("=", 1)[-1]
-        x0, y0 = ax.transData.transform((row["rate"], row[y]))
-        box = (x0 + 3, y0 + 2, x0 + 3 + 0.62 * height * len(text), y0 + 2 + height)
-        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
-               for b in placed):
+        label = ax.annotate(text, (row["rate"], row[y]), xytext=(3, 2),
+                            textcoords="offset points", fontsize=LABEL_POINTS, color="0.25",
+                            gid="knob-label")
+        box = label.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in placed):
+            label.remove()
             continue
         placed.append(box)
-        ax.annotate(text, (row["rate"], row[y]), xytext=(3, 2), textcoords="offset points",
-                    fontsize=LABEL_POINTS, color="0.25", gid="knob-label")
 
 
 Guides = Callable[[Axes, pd.DataFrame, Optional[float], Tuple[float, float],
@@ -111,8 +110,9 @@ def _runs_figure(table: pd.DataFrame, y: str, ylabel: str, title: str,
     fig = Figure(figsize=(11 if many else 8, 6.5))
     FigureCanvasAgg(fig)  # a canvas to measure the labels on
     ax = fig.subplots()
-    if many:  # the legend beside the axes, not over the runs
-        fig.subplots_adjust(right=0.68)
+    # the layout first, so that the labels' boxes are where they are drawn; with many curves
+    # the legend goes beside the axes, not over the runs
+    fig.subplots_adjust(bottom=0.15, right=0.68 if many else 0.9)
     if points.empty:
         ax.text(0.5, 0.5, "no completed run", ha="center", va="center", transform=ax.transAxes)
     else:
@@ -130,7 +130,6 @@ def _runs_figure(table: pd.DataFrame, y: str, ylabel: str, title: str,
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1)
         else:
             ax.legend(fontsize=7, loc="best")
-    fig.subplots_adjust(bottom=0.15)
     fig.text(0.01, 0.01, textwrap.fill(footer(table), 130), fontsize=7, va="bottom")
     return fig
 
