@@ -13,9 +13,12 @@ the training and startup rows to it):
             "fraction of matmul" below, so it is always measured.
   training  images/s at --batch-size for each model of benchmarks.torch_reference.REFERENCES:
             rdsweep (one compiled scan of --steps steps, fewer for a slow model so that a call
-            takes about 4 s) and PyTorch (its eager loop of as many steps, torch's default
-            thread count), their ratio (target: mlp >= 1.5, conv* and pixelcnn* >= 1.0), and
-            rdsweep's achieved GFLOP/s (XLA cost analysis of one step) as a fraction of the
+            takes about 4 s) and PyTorch (its loop of as many steps, fused Adam, torch's
+            default thread count, in the fastest of its variants: eager or torch.compile'd
+            (default and max-autotune-no-cudagraphs modes), NCHW or channels-last for a model
+            with convolutions; each tried in short side-by-side calls, the table lists them and
+            names the one used), their ratio (target: mlp >= 1.5, conv* and pixelcnn* >= 1.0),
+            and rdsweep's achieved GFLOP/s (XLA cost analysis of one step) as a fraction of the
             best matmul (target: mlp >= 80%, conv* >= 60%).
   startup   seconds from launching a process (`python -m benchmarks --first-step`: load data,
             build the model, compile and run one 10-step scanned chunk) to that chunk done
@@ -33,7 +36,8 @@ the training and startup rows to it):
             alone) milliseconds of each conv layer of conv_small, and of each kind of layer of
             the PixelCNN network at each side (times how often the network runs it), at batch
             --batch-size, in rdsweep (rdsweep.layers' and rdsweep.options.pixelcnn's modules)
-            and in PyTorch (benchmarks.torch_reference's), their ratio, and the layers' sum
+            and in PyTorch (benchmarks.torch_reference's, eager, NCHW: not the training rows'
+            picked variant), their ratio, and the layers' sum
             against one training step of the whole model: where a model's time goes.
   grid      wall time of 8 short mlp runs (seeds 0-7, 300 steps, short evaluation) as one
             `hydra/launcher=grid` process against 8 processes one after another, start-up,
@@ -45,9 +49,9 @@ the training and startup rows to it):
 Example: `python -m benchmarks --only training,conv_small --repeats 3`.
 
 Timings are the median of --repeats timed calls after one untimed warm-up call (which
-compiles). Process timings (startup, grid, main) are the median of --repeats launches, each arm with a
-fresh compilation cache; no warm-up launch: the data cache (~/.cache/rdsweep) is filled before
-them, and this process has read the same Python modules. Peak RSS is one run.
+compiles). Process timings (startup, grid, main) are the median of --repeats launches, each
+arm with a fresh compilation cache; no warm-up launch: the data cache (~/.cache/rdsweep) is
+filled before them, and this process has read the same Python modules. Peak RSS is one run.
 `--quick` is a smoke test of every row (tiny sizes, two models, one repeat): its figures are
 not benchmarks. Progress goes to stderr; stdout is the Markdown document that --write saves.
 

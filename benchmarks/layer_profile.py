@@ -148,6 +148,10 @@ def jax_layer_call(layer: Layer, batch: int, options: Optional[dict],
     return lambda: jax.block_until_ready(many(params, xs))
 
 
+# The layers' PyTorch reference, named in every ratio: not the training rows' picked variant.
+TORCH_LAYERS = "PyTorch eager NCHW"
+
+
 def torch_layer_call(layer: Layer, batch: int, backward: bool = True) -> Callable[[], None]:
     """The same for the layer's PyTorch twin (NCHW inputs), eager."""
     import torch
@@ -192,13 +196,14 @@ def model_layer_rows(model: str, fallback: Sequence[str], layers: Sequence[Layer
         if has_torch:
             torch_total += layer.count * ms["ref"]
             value += (f", PyTorch {ms['ref']:.2f} ms ({ms['ref_f']:.2f}); rdsweep speed / "
-                      f"PyTorch's: {ms['ref'] / ms['t']:.2f}x ({ms['ref_f'] / ms['f']:.2f}x)")
+                      f"{TORCH_LAYERS}'s: {ms['ref'] / ms['t']:.2f}x "
+                      f"({ms['ref_f'] / ms['f']:.2f}x)")
         rows.append(Row("layers", label, value))
     steps = affordable_steps(cfg, device_images, plan.steps, plan.call_seconds)
     step = b / training_rate(cfg, device_images, steps, plan.repeats) * 1e3
     value = f"rdsweep {total:.1f} ms"
     if has_torch:
-        value += (f", PyTorch {torch_total:.1f} ms (rdsweep speed / PyTorch's: "
+        value += (f", PyTorch {torch_total:.1f} ms (rdsweep speed / {TORCH_LAYERS}'s: "
                   f"{torch_total / total:.2f}x)")
     return rows + [
         Row("layers", f"`{model}`: the layers above, summed (times their count)", value),

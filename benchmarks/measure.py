@@ -4,6 +4,7 @@ chunk, whole runs, peak RSS)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import statistics
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,9 @@ from rdsweep.experiment import build_model
 from rdsweep.options.tfds_images import load_split
 from rdsweep.train import (TrainState, create_state, make_optimizer, make_train_chunk,
                            make_train_step, stack)
+
+if TYPE_CHECKING:  # torch is optional (the bench extra)
+    from benchmarks.torch_reference import Variant
 
 FIRST_STEP_DONE = "bench: first training chunk done"
 # Runs a command and prints its peak RSS (KiB) last. A separate small process because on Linux a
@@ -187,13 +191,53 @@ def affordable_steps(cfg: DictConfig, images: jax.Array, max_steps: int,
     return int(min(max_steps, max(1, call_seconds * rate / cfg.train.batch_size)))
 
 
-def torch_call(name: str, images, batch_size: int, steps: int) -> Callable[[], None]:
-    """One blocking call of `steps` PyTorch training steps of torch_reference.REFERENCES entry
-    `name` (torch's default threads)."""
-    from benchmarks.torch_reference import trainer
+TRIAL_REPEATS = 2  # timed calls per variant when picking the PyTorch reference
 
-    _, train = trainer(name, images, batch_size)
-    return lambda: train(steps)
+
+def fastest_torch(name: str, images, batch_size: int, steps: int, repeats: int
+                  ) -> Tuple[Variant, Callable[[], None], Dict[Variant, str]]:
+    """The strongest PyTorch reference of torch_reference.REFERENCES entry `name` at torch's
+    default thread count: (its variant, one blocking call of `steps` training steps of it, what
+    each variant tried gave: images/s or why it failed).
+
+    Picked in two side-by-side trials of min(repeats, TRIAL_REPEATS) calls of `steps` steps:
+    the memory format, eager (NCHW or channels-last, for a model with convolutions), then eager
+    against each torch.compile mode in that format. A mode that fails to compile is skipped.
+    """
+    import torch
+
+    from benchmarks.torch_reference import COMPILE_MODES, Variant, convolves, trainer
+
+    # Each model compiles afresh: variants of all models share one forward's code, and past
+    # dynamo's recompile limit a compiled function silently runs eager.
+    torch._dynamo.reset()
+    tried: Dict[Variant, str] = {}
+
+    def trial(variants: List[Variant], calls: Dict[Variant, Callable[[], None]]):
+        for variant in variants:
+            try:
+                _, train = trainer(name, images, batch_size, variant=variant)
+                train(1)  # compiles
+            except Exception as e:  # any compiler failure: that mode is out, eager is not
+                if variant.compile_mode is None:
+                    raise
+                tried[variant] = f"failed ({type(e).__name__})"
+                note(f"torch {name} {variant}: {type(e).__name__}: "
+                     f"{(str(e).splitlines() or [''])[0][:300]}")
+                continue
+            calls[variant] = functools.partial(train, steps)
+        if len(calls) == 1:  # nothing to compare
+            return next(iter(calls.items()))
+        seconds = side_by_side(calls, min(repeats, TRIAL_REPEATS))
+        tried.update({v: f"{steps * batch_size / s:,.0f} images/s" for v, s in seconds.items()})
+        best = min(seconds, key=seconds.get)
+        return best, calls[best]
+
+    formats = [Variant(), Variant(channels_last=True)] if convolves(name) else [Variant()]
+    eager, call = trial(formats, {})
+    best, call = trial([Variant(mode, eager.channels_last) for mode in COMPILE_MODES],
+                       {eager: call})
+    return best, call, tried
 
 
 def iwae_rate(cfg: DictConfig, state: TrainState, images, k: int, repeats: int) -> float:

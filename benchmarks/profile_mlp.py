@@ -1,8 +1,9 @@
 """Where the mlp's training step goes, rdsweep against PyTorch (docs/benchmarks.md, analysis):
 in one process, alternating (benchmarks.measure.side_by_side), images/s at batch 64 of
-  - the whole training step (rdsweep's compiled scan; PyTorch's reference loop, fused Adam);
+  - the whole training step (rdsweep's compiled scan; PyTorch's reference loop, the fastest of
+    its variants, measure.fastest_torch);
   - the two MLPs alone, forward + backward (784-512-512-128 and 64-512-512-784, ReLU, the
-    gradients of every weight and bias), no sampling, log-probs or optimiser.
+    gradients of every weight and bias), no sampling, log-probs or optimiser; PyTorch eager.
     TFDS_DATA_DIR=../shared/tfds python -m benchmarks.profile_mlp  # needs torch (the bench extra)
 """
 
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import torch
 
-from benchmarks.measure import compose_config, side_by_side, torch_call, training_call
+from benchmarks.measure import compose_config, fastest_torch, side_by_side, training_call
 from rdsweep.options.tfds_images import load_split
 
 B, STEPS, ROUNDS = 64, 200, 5
@@ -59,8 +60,10 @@ def torch_networks_call():
 def main():
     cfg = compose_config([f"train.batch_size={B}"])
     images = load_split(cfg.data.train_split, cfg.data)
+    variant, torch_step, _ = fastest_torch("mlp", images, B, STEPS, ROUNDS)
+    print(f"PyTorch step: {variant}, fused Adam")
     seconds = side_by_side({"rdsweep step": training_call(cfg, jax.device_put(images), STEPS),
-                            "PyTorch step": torch_call("mlp", images, B, STEPS),
+                            "PyTorch step": torch_step,
                             "rdsweep networks": jax_networks_call(),
                             "PyTorch networks": torch_networks_call()}, ROUNDS)
     med = {k: STEPS * B / v for k, v in seconds.items()}

@@ -3,10 +3,11 @@
 `REFERENCES` maps a short name to the rdsweep Hydra overrides that build a model and a builder
 of a PyTorch VAE with the identical architecture: the same layers, widths, kernels, strides and
 gates, so the same parameter count, tensor by tensor (initialisation aside: torch's defaults,
-except where the start matters, see below). `trainer` trains the way a
-well-written PyTorch program does it: an eager per-step loop (zero_grad, forward, backward,
-fused Adam step), float32, torch's default thread count, batches of uint8 images already in
-memory.
+except where the start matters, see below). `trainer` trains the way a well-written PyTorch
+program does it: a per-step loop (zero_grad to None, forward, backward, fused Adam step) with no
+host sync, float32, torch's default thread count, batches drawn from uint8 images already in
+memory. A `Variant` says how the forward and backward run: eager or `torch.compile`d, NCHW or
+channels-last; the benchmark tries several and quotes the fastest (benchmarks.measure).
 
 PyTorch is not a dependency of rdsweep: it is the optional `bench` extra.
 
@@ -67,8 +68,7 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 
 def kl_to_standard_normal(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """KL(N(loc, scale^2) || N(0, I)) in closed form: (B, L) -> (B,)."""
-    ratio = scale ** 2
-    return (0.5 * (ratio + loc ** 2 - 1.0 - ratio.log())).sum(-1)
+    return (0.5 * (scale ** 2 + loc ** 2 - 1.0) - scale.log()).sum(-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,8 +414,9 @@ class MAFMarginal(nn.Module):
 class VAE(nn.Module):
     """Encoder (a Gaussian e(z|x), pushed through an IAF `flow` if given), decoder, marginal.
 
-    forward(x (B, 1, 28, 28) in {0, 1}, beta) -> (loss, rate, distortion), scalars in nats:
-    batch means of one z ~ e(z|x) per image, loss = distortion + beta * rate.
+    forward(x (B, 1, 28, 28) in {0, 1}, beta, noise) -> (loss, rate, distortion), scalars in
+    nats: batch means of one z ~ e(z|x) per image, loss = distortion + beta * rate; noise (B, L):
+    the N(0, I) draw behind z (None: a fresh one).
     """
 
     def __init__(self, encoder: GaussianEncoder, decoder: nn.Module, marginal: nn.Module,
@@ -427,17 +428,21 @@ class VAE(nn.Module):
         # As rdsweep.distributions.kl_divergence: closed form for Gaussian || N(0, I) only.
         self.analytic_kl = flow is None and isinstance(marginal, StandardGaussian)
 
-    def forward(self, x: torch.Tensor, beta: float = 1.0
+    def forward(self, x: torch.Tensor, beta: float = 1.0, noise: Optional[torch.Tensor] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         loc, scale = self.encoder(x)
-        eps = loc + scale * torch.randn_like(loc)
+        if noise is None:
+            noise = torch.randn_like(loc)
+        eps = loc + scale * noise
         z = eps if self.flow is None else self.flow(eps)  # IAF: log e(z|x) = log N(eps)
         distortion = F.binary_cross_entropy_with_logits(self.decoder(z, x), x,
                                                         reduction="sum") / x.shape[0]
         if self.analytic_kl:
             rate = kl_to_standard_normal(loc, scale)
         else:
-            rate = gaussian_log_prob(eps, loc, scale) - self.marginal.log_prob(z, self.encoder)
+            # log N(eps; loc, scale) from the noise: (eps - loc) / scale is the noise itself.
+            log_e = standard_normal_log_prob(noise) - scale.log().sum(-1)
+            rate = log_e - self.marginal.log_prob(z, self.encoder)
         rate = rate.mean()
         return distortion + beta * rate, rate, distortion
 
@@ -494,6 +499,40 @@ def parameter_count(module: nn.Module) -> int:
 # Training
 
 
+class Variant(NamedTuple):
+    """How the reference runs a model's forward and backward."""
+    compile_mode: Optional[str] = None  # None: eager; else torch.compile's mode
+    channels_last: bool = False  # parameters and inputs channels-last (NHWC in memory)
+
+    def __str__(self) -> str:
+        run = "eager" if self.compile_mode is None else f"torch.compile mode={self.compile_mode}"
+        return run + ", channels-last" * self.channels_last
+
+
+# The torch.compile modes tried (CPU: no CUDA graphs; max-autotune tunes the GEMM kernels).
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+
+
+def convolves(name: str) -> bool:
+    """Whether registry entry `name` has convolutions, whose memory format matters."""
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in build(name).modules())
+
+
+def prepare(model: VAE, variant: Variant) -> Callable[..., Tuple[torch.Tensor, ...]]:
+    """Sets model up as `variant` runs it (its 4-d parameters converted in place to the memory
+    format) and returns its forward, which takes NCHW inputs like model's."""
+    memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+
+    def forward(x: torch.Tensor, beta: float = 1.0, noise: Optional[torch.Tensor] = None):
+        return model(x.contiguous(memory_format=memory_format), beta, noise)
+
+    if variant.compile_mode is None:
+        return forward
+    # fullgraph: a graph break fails here instead of timing a half-eager model.
+    return torch.compile(forward, mode=variant.compile_mode, fullgraph=True)
+
+
 def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     """Adam at rdsweep's default lr, 1e-3. Fused: one kernel for all tensors, the same update
     (~25% more MLP steps/s on CPU than the default per-tensor loop; optax's Adam is fused by
@@ -501,25 +540,29 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
 
 
-def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+def train_step(forward: Callable[..., Tuple[torch.Tensor, ...]],
+               optimizer: torch.optim.Optimizer, x: torch.Tensor,
                beta: float = 1.0) -> torch.Tensor:
-    """One step on x (B, 1, 28, 28) in {0, 1}; returns the loss (nats, before the step)."""
-    optimizer.zero_grad()
-    loss, _, _ = model(x, beta)
+    """One step on x (B, 1, 28, 28) in {0, 1} of a VAE's `forward` (the model, or `prepare`'s);
+    returns the loss (nats, before the step), not synced: the loop never waits on it."""
+    optimizer.zero_grad(set_to_none=True)  # backward writes fresh gradients, no zero fill
+    loss, _, _ = forward(x, beta)
     loss.backward()
     optimizer.step()
     return loss.detach()
 
 
 def trainer(name: str, images_uint8: np.ndarray, batch_size: int = 64, beta: float = 1.0,
-            seed: int = 0) -> Tuple[VAE, Callable[[int], None]]:
-    """A fresh model of registry entry `name` and `train(n)`: n training steps of it (Adam).
+            seed: int = 0, variant: Variant = Variant()) -> Tuple[VAE, Callable[[int], None]]:
+    """A fresh model of registry entry `name` and `train(n)`: n training steps of it (Adam),
+    run as `variant` says (torch.compile compiles at the first step).
 
     images_uint8: (N, 28, 28, 1), statically binarized as rdsweep stores it (0 or 255). Each step
     draws batch_size images uniformly with replacement, as rdsweep's train_step does.
     """
     torch.manual_seed(seed)
     model = build(name)
+    forward = prepare(model, variant)
     optimizer = make_optimizer(model)
     images = torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2)
     images = images.contiguous()  # (N, 1, 28, 28) uint8
@@ -527,6 +570,6 @@ def trainer(name: str, images_uint8: np.ndarray, batch_size: int = 64, beta: flo
     def train(n: int) -> None:
         for _ in range(n):
             idx = torch.randint(images.shape[0], (batch_size,))
-            train_step(model, optimizer, images[idx].float().div_(255.0), beta)
+            train_step(forward, optimizer, images[idx].float().div_(255.0), beta)
 
     return model, train

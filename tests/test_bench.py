@@ -1,5 +1,6 @@
 """The benchmark (benchmarks/): --write replaces the generated table and keeps the hand-written
-analysis below its marker; the `layers` section's PixelCNN profile covers the network."""
+analysis below its marker; the `layers` section's PixelCNN profile covers the network; the
+PyTorch reference is the fastest variant that runs."""
 
 import jax
 import jax.numpy as jnp
@@ -40,3 +41,23 @@ def test_pixelcnn_profile_covers_the_network(size):
     profiled = sum(layer.count * _parameter_count(layer.flax, *layer.shapes)
                    for layer in pixelcnn_layers(size))
     assert profiled == net - first - (d + 1)
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv_small"])
+def test_torch_reference_skips_a_compile_mode_that_fails(name, monkeypatch):
+    """fastest_torch tries the memory formats of a model with convolutions, records a compile
+    mode that fails instead of stopping, and returns a working call of the fastest variant."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)  # correctness only
+    from benchmarks import torch_reference as ref
+    from benchmarks.measure import fastest_torch
+
+    monkeypatch.setattr(ref, "COMPILE_MODES", ("no-such-mode",))
+    images = np.zeros((16, 28, 28, 1), np.uint8)
+    variant, call, tried = fastest_torch(name, images, 2, 1, 1)
+    assert variant.compile_mode is None
+    assert tried.pop(ref.Variant("no-such-mode", variant.channels_last)).startswith("failed")
+    formats = [ref.Variant(), ref.Variant(channels_last=True)] if name != "mlp" else []
+    assert sorted(tried) == sorted(formats)  # timed only where there is a choice
+    assert all(rate.endswith("images/s") for rate in tried.values())
+    call()
