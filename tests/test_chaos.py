@@ -15,7 +15,9 @@ from faults import flip_bytes, kill, largest_file, launch
 from helpers import SMALL_MODEL, rdsweep, read
 from rdsweep.checkpoints import DIGEST
 
-SWEEP = [*SMALL_MODEL, "train.steps=400", "train.log_every=100", "train.checkpoint_every=100",
+# Enough steps that training, not start-up or evaluation, is most of a job's time: a kill then
+# mostly lands in a run that has a checkpoint to resume from.
+SWEEP = [*SMALL_MODEL, "train.steps=3000", "train.log_every=200", "train.checkpoint_every=200",
          "eval.iwae_samples=2", "eval.train_examples=0", "eval.image_examples=0",
          "train.tensorboard=false", "beta=0.5,1,2", "seed=0,1"]
 KILLS = 4
