@@ -28,10 +28,14 @@ def tfds_dir():
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
     """A cache of decoded arrays and compiled programs for this test session only (subprocesses
-    inherit it): tests that build the same program again, in-process too, skip compiling it."""
+    inherit it): tests that build the same program again, in-process too, skip compiling it.
+    Every program is cached, not only those that took a second to compile (JAX's default):
+    the tests' runs are small, and most of a launch's compilations are small ones."""
     path = str(tmp_path_factory.mktemp("rdsweep-cache"))
     os.environ["RDSWEEP_CACHE"] = path
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     jax.config.update("jax_compilation_cache_dir", os.path.join(path, "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     return path
 
 

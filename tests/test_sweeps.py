@@ -9,10 +9,10 @@ import sys
 import pandas as pd
 import pytest
 
-from helpers import TINY, rdsweep, read
+from helpers import SMALL_MODEL, TINY, rdsweep, read
 from rdsweep import sweep
 
-SMALL = ["data=synthetic", *TINY, "train.steps=100", "train.log_every=50",
+SMALL = [*SMALL_MODEL, *TINY, "train.steps=100", "train.log_every=50",
          "train.checkpoint_every=50"]
 
 

@@ -12,7 +12,8 @@ from rdsweep import experiment
 PLANE_MODEL = ["data=synthetic", "data.image_shape=[4,4,1]", "data.noise=0.05",
                "data.train_examples=500", "data.test_examples=40", "latent_dim=2",
                "encoder.hidden=[16]", "decoder.hidden=[16]", "train.steps=400",
-               "train.log_every=200", "train.checkpoint_every=200",  # kept: steps 200 and 400 "eval.iwae_samples=8", "eval.batch_size=16",
+               "train.log_every=200", "train.checkpoint_every=200",  # kept: steps 200 and 400
+               "eval.iwae_samples=8", "eval.batch_size=16",
                "eval.train_examples=24", "eval.image_examples=0",
                "train.tensorboard=false"]
 
