@@ -1,12 +1,18 @@
 """Test helpers shared by several test files."""
 
+import contextlib
+import io
 import json
+import logging
+import os
 import subprocess
 import sys
+import threading
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from rdsweep.experiment import build_model
@@ -25,6 +31,34 @@ def rdsweep(*args, cwd, timeout=600):
     """Runs the rdsweep command in a subprocess; returns the CompletedProcess (text output)."""
     return subprocess.run([sys.executable, "-m", "rdsweep", *args], cwd=cwd, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def rdsweep_here(*args, cwd):
+    """The rdsweep command run in this process, as rdsweep(*args, cwd=cwd) runs it in a new one,
+    without the interpreter's start-up: for launches that end before they train (bad input,
+    --cfg, --help), which print rather than log. Hydra leaves pytest's logging alone (its
+    logging configs `none`: its own would close pytest's handlers). Returns a CompletedProcess
+    (exit code, printed text)."""
+    from rdsweep import main
+
+    out, err, argv, here = io.StringIO(), io.StringIO(), sys.argv, os.getcwd()
+    # what the command sets up for its process, given back to pytest afterwards
+    kept = threading.excepthook, sys.unraisablehook, logging.raiseExceptions
+    code = 0
+    quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none"]  # beside the other overrides
+    sys.argv = ["rdsweep", *((*quiet, *args) if args[0][0] != "-" else (*args, *quiet))]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        GlobalHydra.instance().clear()
+        threading.excepthook, sys.unraisablehook, logging.raiseExceptions = kept
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def initial_state(cfg, images):

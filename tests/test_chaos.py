@@ -61,7 +61,8 @@ def _locked(run_dir):
         os.close(fd)  # releases the lock
 
 
-@pytest.mark.slow  # two sweeps and several relaunches: 3.5 minutes here
+@pytest.mark.slow  # two sweeps and several relaunches: 1.5-3.5 minutes
+@pytest.mark.chaos  # not in the README's test command; .ci/run runs it
 def test_killed_workers_and_a_corrupted_checkpoint_end_as_an_undisturbed_sweep(tmp_path):
     reference = tmp_path / "reference"
     p = rdsweep("-m", *SWEEP, f"hydra.sweep.dir={reference}", cwd=tmp_path)

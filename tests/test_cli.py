@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import SMALL_MODEL, TINY, rdsweep, read
+from helpers import SMALL_MODEL, TINY, rdsweep, rdsweep_here, read
 from rdsweep.console import BAD_INPUT
 from rdsweep.validation import validate
 
@@ -14,7 +14,8 @@ from rdsweep.validation import validate
 def test_multirun_writes_one_completed_result_per_beta(tfds_dir, tmp_path):
     sweep = tmp_path / "sweep"
     p = rdsweep("-m", "beta=0.1,3", f"hydra.sweep.dir={sweep}", f"data.dir={tfds_dir}", *TINY,
-                cwd=tmp_path)
+                "data.test_split='test[:1000]'", "latent_dim=8", "encoder.hidden=[64]",
+                "decoder.hidden=[64]", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     # one folder per job, named by its overrides; the plan and the report beside them
     entries = sorted(os.listdir(sweep))
@@ -80,7 +81,7 @@ def test_bad_value_is_named_in_one_line(args, message, make_cfg):
 
 def _fails_with_one_line(args, message, tmp_path):
     out = tmp_path / "out"
-    p = rdsweep(*args, f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    p = rdsweep_here(*args, f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().splitlines() == [f"rdsweep: error: {message}"] or (
         message in p.stderr and len(p.stderr.strip().splitlines()) == 1), p.stderr
@@ -130,14 +131,14 @@ HYDRA_BAD = [
 @pytest.mark.parametrize("args,name", HYDRA_BAD, ids=[" ".join(a) for a, _ in HYDRA_BAD])
 def test_unknown_or_mistyped_option_fails_with_hydras_message(args, name, tmp_path):
     out = tmp_path / "out"
-    p = rdsweep(*args, "data=synthetic", f"hydra.run.dir={out}", cwd=tmp_path)
+    p = rdsweep_here(*args, "data=synthetic", f"hydra.run.dir={out}", cwd=tmp_path)
     assert p.returncode != 0
     assert name in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not out.exists()
 
 
 def test_unknown_group_option_lists_the_valid_ones(tmp_path):
-    p = rdsweep("decoder=pixelcnnn", "data=synthetic", cwd=tmp_path)
+    p = rdsweep_here("decoder=pixelcnnn", "data=synthetic", cwd=tmp_path)
     assert p.returncode != 0 and "Available options in 'decoder'" in p.stderr
     assert "mlp" in p.stderr
 
@@ -146,7 +147,7 @@ def test_missing_data_offline_fails_with_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"
-    p = rdsweep(f"data.dir={empty}", f"hydra.run.dir={out}", cwd=tmp_path)
+    p = rdsweep_here(f"data.dir={empty}", f"hydra.run.dir={out}", cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
         f"rdsweep: error: dataset 'binarized_mnist' is not prepared in data_dir {empty} "
@@ -213,7 +214,7 @@ def test_an_experiments_sweep_grid_is_checked_up_front(make_cfg, tfds_dir, capsy
 @pytest.mark.parametrize("preset", ["paper_mnist", "paper_omniglot", "cpu_mnist",
                                     "cpu_omniglot", "mlp_mnist", "mlp_omniglot"])
 def test_experiment_presets_compose(preset, tmp_path):
-    p = rdsweep(f"experiment={preset}", "--cfg", "job", cwd=tmp_path)
+    p = rdsweep_here(f"experiment={preset}", "--cfg", "job", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "train:" in p.stdout and "objective:" in p.stdout
     assert ("size: small" in p.stdout) == preset.startswith(("cpu_", "mlp_"))
@@ -234,5 +235,5 @@ def test_compilation_cache_is_on_and_outside_the_run_identity(tmp_path):
 
 
 def test_help_names_the_app_rdsweep(tmp_path):
-    p = rdsweep("--help", cwd=tmp_path)
+    p = rdsweep_here("--help", cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.startswith("rdsweep is powered by Hydra"), p.stdout

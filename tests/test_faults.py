@@ -12,7 +12,7 @@ import pytest
 import numpy as np
 
 from faults import flip_bytes, full_disk, kill, largest_file, launch, truncate, wait_for
-from helpers import SMALL_MODEL, TINY, rdsweep, read
+from helpers import SMALL_MODEL, TINY, rdsweep, rdsweep_here, read
 from rdsweep import experiment
 from rdsweep.checkpoints import DIGEST
 from rdsweep.option import DataError
@@ -177,7 +177,7 @@ def test_a_full_disk_ends_in_one_line(tmp_path):
 def test_an_unwritable_run_folder_is_one_line_and_writes_nothing(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    p = rdsweep(f"hydra.run.dir={blocker}/run", *RESUMABLE, cwd=tmp_path)
+    p = rdsweep_here(f"hydra.run.dir={blocker}/run", *RESUMABLE, cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
         f"rdsweep: error: {blocker}/run cannot be written (Not a directory): choose a run folder "
@@ -218,7 +218,7 @@ def test_a_typo_in_a_sweep_writes_nothing_and_a_correct_launch_completes(tmp_pat
     out = tmp_path / "sweep"
     args = [*SMALL_MODEL, "train.steps=20", "train.log_every=10", "train.checkpoint_every=0",
             f"hydra.sweep.dir={out}"]
-    p = rdsweep("-m", *args, "encoder=mlp,mlpp", cwd=tmp_path)
+    p = rdsweep_here("-m", *args, "encoder=mlp,mlpp", cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
         "rdsweep: error: In 'config': Could not find 'encoder/mlpp'; valid: conv, gated_mlp, "
@@ -280,7 +280,7 @@ def test_damaged_prepared_data_is_one_line_at_start_and_no_old_cache(fault, smal
     with pytest.raises(DataError, match="its prepared files are damaged; prepare it again"):
         tfds_images._check_available(small_data(copy))
     out = tmp_path / "run"
-    p = rdsweep(f"data.dir={copy}", "data.train_split='train[:300]'",
+    p = rdsweep_here(f"data.dir={copy}", "data.train_split='train[:300]'",
                 "data.test_split='test[:200]'", f"hydra.run.dir={out}", *TINY, cwd=tmp_path)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()

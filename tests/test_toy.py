@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from scipy import special, stats
 
-from helpers import random_variables, rdsweep, read
+from helpers import random_variables, rdsweep, rdsweep_here, read
 from rdsweep import experiment, registry, resolvers
 from rdsweep.evaluate import evaluate
 from rdsweep.option import ConfigError
@@ -199,7 +199,7 @@ def test_bad_toy_option_is_named(overrides, message, toy_cfg):
 
 def test_bad_toy_option_fails_at_start_with_one_line(tmp_path):
     out = tmp_path / "out"
-    p = rdsweep("experiment=toy", "data.bins=1", f"hydra.run.dir={out}", cwd=tmp_path)
+    p = rdsweep_here("experiment=toy", "data.bins=1", f"hydra.run.dir={out}", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().splitlines() == [
         "rdsweep: error: data.bins=1 is invalid: must be an integer >= 2"]
