@@ -75,11 +75,12 @@ def grid_batching(option: str, step: Callable, states: Any, images: jax.Array,
     """train.grid_batching for `step` of a stack of K states (leading axis K). auto: lax.map
     for one model (K = 1: one plain scan) and, on the CPU, for a step that convolves; vmap
     otherwise (the benchmark's scaling rows: mlp grids of K = 2-8 train as fast or faster
-    vmapped)."""
+    vmapped). Traced, not run: states and images may be jax.ShapeDtypeStructs."""
     if option != "auto":
         return option
-    if len(jax.tree_util.tree_leaves(states)[0]) == 1:
+    if jax.tree_util.tree_leaves(states)[0].shape[0] == 1:
         return "map"
     if jax.default_backend() != "cpu":
         return "vmap"
-    return "map" if convolves(step, unstack(states, 0), images, weights) else "vmap"
+    first = lambda stacked, images, weights: step(unstack(stacked, 0), images, weights)
+    return "map" if convolves(first, states, images, weights) else "vmap"

@@ -87,7 +87,7 @@ def test_the_trained_codes_cover_every_pair_of_parts():
                                        for g in SCALE for c in CODES])
 def test_every_family_traces_into_a_train_step(overrides, make_cfg, images):
     cfg = tiny_cfg(make_cfg, *overrides)
-    state = initial_state(cfg, images)
+    state = jax.eval_shape(lambda: initial_state(cfg, images))  # shapes only: nothing compiled
     new_state, metrics = jax.eval_shape(make_train_step(cfg.train.batch_size, "static"), state,
                                         images)
     shapes = lambda tree: jax.tree_util.tree_map(lambda leaf: (leaf.shape, leaf.dtype), tree)
