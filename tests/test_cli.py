@@ -166,9 +166,9 @@ def test_finished_run_is_never_overwritten(tmp_path):
                                                      ".hydra/config.yaml")}
     assert read(out / "metrics.json")["status"] == "completed"
 
-    again = rdsweep(*args, cwd=tmp_path)  # the same config: skipped, said so
+    again = rdsweep_here(*args, cwd=tmp_path)  # the same config: skipped, said so
     assert again.returncode == 0 and "not run again" in again.stderr, again.stderr
-    other = rdsweep(*args, "beta=2", cwd=tmp_path)  # another config: refused
+    other = rdsweep_here(*args, "beta=2", cwd=tmp_path)  # another config: refused
     assert other.returncode == 2
     assert "already holds a finished run of another config" in other.stderr
     assert {p: (out / p).read_bytes() for p in snapshot} == snapshot

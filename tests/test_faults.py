@@ -122,8 +122,7 @@ def test_checkpoints_of_another_config_are_refused(reference, tmp_path):
     shutil.copytree(reference, out)
     os.remove(out / "metrics.json")
     shutil.rmtree(out / ".hydra")  # without the folder's record, its checkpoints still guard it
-    p = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, "beta=2",
-                cwd=tmp_path)
+    p = rdsweep_here(f"hydra.run.dir={out}", *RESUMABLE, "beta=2", cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1].startswith("rdsweep: error: hydra.run.dir=")
     assert "holds checkpoints of another config" in p.stderr
@@ -197,7 +196,7 @@ def test_a_diverged_run_says_why_and_exits_non_zero(tmp_path):
     assert p.stderr.strip().splitlines() == [
         f"rdsweep: error: the run diverged at step 10 ({', '.join(metrics['non_finite'])} not "
         f"finite; see {out}/metrics.json): try a lower train.lr"]
-    again = rdsweep(*args, cwd=tmp_path)  # finished: not run again, and still not a success
+    again = rdsweep_here(*args, cwd=tmp_path)  # finished: not run again, and still not a success
     assert again.returncode == 1 and "holds this run, diverged" in again.stderr
 
 
