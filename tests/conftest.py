@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that read the real tfds data ask for `tfds_dir` (directly or through
-`real_cfg`), which marks them slow; the fast tier (`pytest -m "not slow"`) needs no dataset."""
+`real_cfg`), which marks them slow; the fast tier (`pytest -m "not slow"`) needs no dataset. Tests
+that launch several processes are marked slow where they are defined."""
 
 import os
 

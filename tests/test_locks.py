@@ -26,6 +26,7 @@ def _refused(stderr, folder):
     return len(lines) == 1 and lines[0].startswith(f"rdsweep: error: {folder} is in use by pid ")
 
 
+@pytest.mark.slow  # four processes
 def test_four_launches_at_once_one_trains_three_are_refused(tmp_path):
     out = tmp_path / "run"
     jobs = [launch(f"hydra.run.dir={out}", *RUN, cwd=tmp_path) for _ in range(4)]

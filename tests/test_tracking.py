@@ -35,6 +35,7 @@ def _pairs(args):
     return dict(a.partition("=")[::2] for a in args)
 
 
+@pytest.mark.slow  # a sweep in a subprocess, with MLflow
 def test_a_grid_sweep_logs_one_child_run_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     common = [*SMALL_MODEL, *QUICK]

@@ -10,6 +10,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from rdsweep.eval_cli import main as eval_main
 from rdsweep.report import main as report_main
 from rdsweep.sample_cli import main as sample_main
@@ -36,6 +38,7 @@ def run_command(line):
         IN_PROCESS[words[0]](words[1:])
 
 
+@pytest.mark.slow  # a sweep in a subprocess, then three commands
 def test_the_worked_example_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (bash,) = blocks("bash")
