@@ -47,6 +47,7 @@ def reference(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # a launch killed, then another (the fast tier resumes in test_preemption.py)
 def test_sigkill_then_resume_gives_identical_metrics(reference, tmp_path):
     out = tmp_path / "run"
     job = launch(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
