@@ -15,8 +15,8 @@ restored: one whose bytes changed (flipped bits of the same size too) is deleted
 like an unreadable one, so a run never resumes from damaged weights. The sha256 is written last:
 in a folder where checkpoints have one, a checkpoint without it is a save cut short between
 orbax's rename and the hash (a kill), and is deleted like a damaged one, since its bytes cannot
-be vouched for. A folder where no checkpoint has the file (written before hashes were recorded)
-is restored as before.
+be vouched for. A folder where no checkpoint has the file (an rdsweep older than the hashes) is
+refused, its checkpoints kept.
 """
 
 from __future__ import annotations
@@ -66,14 +66,13 @@ def content_hash(folder: str) -> str:
     return digest.hexdigest()
 
 
-def hash_problem(folder: str, required: bool = False) -> Optional[str]:
-    """Why folder's files do not match the hash recorded at save, None if they do or if no
-    hash was recorded and none is `required` (a checkpoint of the code before hashes)."""
+def hash_problem(folder: str) -> Optional[str]:
+    """Why folder's files do not match the hash recorded at save, None if they do."""
     try:
         with open(os.path.join(folder, DIGEST)) as f:
             recorded = f.read().strip()
     except FileNotFoundError:
-        return "its save ended before its sha256 was written" if required else None
+        return "its save ended before its sha256 was written"
     return None if content_hash(folder) == recorded else "its files do not match their sha256"
 
 
@@ -106,11 +105,16 @@ class RunCheckpoints:
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
         damaged = False
         saved = self.manager.all_steps()
-        hashed = any(os.path.exists(os.path.join(self.directory, str(s), DIGEST)) for s in saved)
+        if saved and not any(os.path.exists(os.path.join(self.directory, str(s), DIGEST))
+                             for s in saved):
+            raise ConfigError(
+                f"hydra.run.dir={os.path.dirname(self.directory)} holds checkpoints without "
+                f"their sha256 ({DIGEST}: an older rdsweep's), which cannot be vouched for; "
+                "choose another folder, or move its checkpoints away to train it from step 0")
         steps = [s for s in saved if max_step is None or s <= max_step]
         for step in sorted(steps, reverse=True):
             try:
-                problem = hash_problem(os.path.join(self.directory, str(step)), required=hashed)
+                problem = hash_problem(os.path.join(self.directory, str(step)))
                 if problem is None:
                     item = self.manager.restore(step, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(abstract), log=ocp.args.JsonRestore()))

@@ -77,8 +77,8 @@ def _flip_arrays(checkpoint):
 
 
 def _unhashed(checkpoint):
-    """Removes the recorded hash: of every checkpoint, as the code before content hashes wrote
-    them; of the newest alone, as a kill between orbax's save and the hash leaves it."""
+    """Removes the newest checkpoint's recorded hash, as a kill between orbax's save and the
+    hash leaves it."""
     os.remove(checkpoint / DIGEST)
 
 
@@ -86,7 +86,6 @@ DAMAGES = [  # (damage, checkpoints damaged (of 400, 500), resumed_from, warning
     pytest.param(_flip_arrays, 1, 400, 1, id="flipped-newest"),
     pytest.param(_truncate_arrays, 1, 400, 1, id="truncated-newest", marks=pytest.mark.slow),
     pytest.param(_truncate_arrays, 2, 0, 2, id="truncated-all", marks=pytest.mark.slow),
-    pytest.param(_unhashed, 2, 500, 0, id="legacy-unhashed", marks=pytest.mark.slow),
     pytest.param(_unhashed, 1, 400, 1, id="interrupted-hash", marks=pytest.mark.slow),
 ]
 
@@ -96,9 +95,8 @@ def test_damaged_checkpoints_are_skipped_with_a_warning(damage, damaged, resumed
                                                          reference, tmp_path):
     """A run stopped after its step-500 checkpoint, whose newest (or every) checkpoint is
     damaged, resumes from the previous good one (or from scratch, with a warning), one line per
-    damaged checkpoint and no traceback, and still ends exactly as the uninterrupted run.
-    Checkpoints without a recorded hash (older code) are restored; the newest alone without one
-    (a save cut short) is not."""
+    damaged checkpoint and no traceback, and still ends exactly as the uninterrupted run. The
+    newest alone without a recorded hash (a save cut short) counts as damaged."""
     out = tmp_path / "run"
     shutil.copytree(reference, out)
     os.remove(out / "metrics.json")
@@ -116,6 +114,25 @@ def test_damaged_checkpoints_are_skipped_with_a_warning(damage, damaged, resumed
     assert resumed["resumed_from"] == resumed_from
     _same_results(resumed, read(reference / "metrics.json"))
     assert _curve(out) == _curve(reference)
+
+
+def test_checkpoints_without_any_hash_are_refused_and_kept(reference, tmp_path):
+    """A folder none of whose checkpoints has a recorded hash (an rdsweep older than the
+    hashes): nothing vouches for them, so the run is refused in one line and they stay."""
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    os.remove(out / "metrics.json")
+    for checkpoint in (out / "checkpoints").iterdir():
+        os.remove(checkpoint / DIGEST)
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    p = rdsweep_here(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        f"rdsweep: error: hydra.run.dir={out} holds checkpoints without their sha256 "
+        f"({DIGEST}: an older rdsweep's), which cannot be vouched for; choose another folder, "
+        "or move its checkpoints away to train it from step 0"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    assert not (out / "metrics.json").exists()
 
 
 def test_checkpoints_of_another_config_are_refused(reference, tmp_path):
