@@ -35,8 +35,9 @@ def rdsweep(*args, cwd, timeout=600):
 
 def rdsweep_here(*args, cwd):
     """The rdsweep command run in this process, as rdsweep(*args, cwd=cwd) runs it in a new one,
-    without the interpreter's start-up: for launches that end before they train (bad input,
-    --cfg, --help), which print rather than log. Hydra leaves pytest's logging alone (its
+    without the interpreter's start-up: for launches whose test reads only the exit code and
+    the printed lines, not the logged ones (bad input, --cfg, --help, refused or skipped
+    relaunches, a small sweep that must complete). Hydra leaves pytest's logging alone (its
     logging configs `none`: its own would close pytest's handlers). Returns a CompletedProcess
     (exit code, printed text)."""
     from rdsweep import main

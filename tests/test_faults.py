@@ -241,7 +241,7 @@ def test_a_typo_in_a_sweep_writes_nothing_and_a_correct_launch_completes(tmp_pat
         "rdsweep: error: In 'config': Could not find 'encoder/mlpp'; valid: conv, gated_mlp, "
         "iaf, mlp, toy"]
     assert not out.exists()
-    ok = rdsweep("-m", *args, "encoder=mlp", cwd=tmp_path)
+    ok = rdsweep_here("-m", *args, "encoder=mlp", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
 
 
