@@ -90,7 +90,8 @@ def create_state(model, optimizer: optax.GradientTransformation, objective, exam
                  key: jax.Array) -> TrainState:
     """Initialises parameters from one example batch, shape (B, *image)."""
     init_key, run_key = jax.random.split(key)
-    params = model.init(init_key, example, init_key)["params"]
+    # One compiled program, not one per initializer op (~100 small compilations, seconds).
+    params = jax.jit(model.init)(init_key, example, init_key)["params"]
     objective = jax.tree_util.tree_map(lambda w: jnp.asarray(w, jnp.float32), objective)
     return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer, key=run_key,
                              objective=objective)

@@ -28,11 +28,16 @@ def tfds_dir():
 
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory):
-    """A cache of decoded arrays and compiled programs for this test session only (subprocesses
-    inherit it): tests that build the same program again, in-process too, skip compiling it.
-    Every program is cached, not only those that took a second to compile (JAX's default):
-    the tests' runs are small, and most of a launch's compilations are small ones."""
-    path = str(tmp_path_factory.mktemp("rdsweep-cache"))
+    """A cache of decoded arrays and compiled programs for this test session only, shared by
+    its xdist workers and inherited by subprocesses (as a machine's sweeps share one): tests that
+    build the same program again, in-process too, skip compiling it. Every program is cached, not
+    only those that took a second to compile (JAX's default): the tests' runs are small, and
+    most of a launch's compilations are small ones."""
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder is in the session's
+        session = session.parent
+    path = str(session / "rdsweep-cache")
+    os.makedirs(path, exist_ok=True)
     os.environ["RDSWEEP_CACHE"] = path
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     jax.config.update("jax_compilation_cache_dir", os.path.join(path, "jax"))

@@ -35,16 +35,23 @@ def rdsweep(*args, cwd, timeout=600):
 
 def rdsweep_here(*args, cwd):
     """The rdsweep command run in this process, as rdsweep(*args, cwd=cwd) runs it in a new one,
-    without the interpreter's start-up: for launches whose test reads only the exit code and
-    the printed lines, not the logged ones (bad input, --cfg, --help, refused or skipped
-    relaunches, a small sweep that must complete). Hydra leaves pytest's logging alone (its
-    logging configs `none`: its own would close pytest's handlers). Returns a CompletedProcess
-    (exit code, printed text)."""
-    from rdsweep import main
+    without the interpreter's start-up: for launches whose test reads the exit code and the
+    printed and logged lines, not main.log, exit handlers or anything else of a process's end.
+    Hydra leaves pytest's logging alone (its logging configs `none`: its own would close
+    pytest's handlers); the log's lines go to stdout, as a process's console prints them.
+    Returns a CompletedProcess (exit code, printed text)."""
+    from rdsweep import console, main
 
     out, err, argv, here = io.StringIO(), io.StringIO(), sys.argv, os.getcwd()
     # what the command sets up for its process, given back to pytest afterwards
     kept = threading.excepthook, sys.unraisablehook, logging.raiseExceptions
+    root, level = logging.getLogger(), logging.getLogger().level
+    log = logging.StreamHandler(out)  # the console's, as conf/config.yaml's job_logging sets it
+    log.setFormatter(console.ConsoleFormatter("[%(asctime)s][%(name)s][%(levelname)s] - "
+                                              "%(message)s"))
+    log.addFilter(console.OwnRecords())
+    root.addHandler(log)
+    root.setLevel(logging.INFO)
     code = 0
     quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none"]  # beside the other overrides
     sys.argv = ["rdsweep", *((*quiet, *args) if args[0][0] != "-" else (*args, *quiet))]
@@ -58,6 +65,8 @@ def rdsweep_here(*args, cwd):
         sys.argv = argv
         os.chdir(here)
         GlobalHydra.instance().clear()
+        root.removeHandler(log)
+        root.setLevel(level)
         threading.excepthook, sys.unraisablehook, logging.raiseExceptions = kept
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 

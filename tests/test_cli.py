@@ -160,7 +160,7 @@ def test_missing_data_offline_fails_with_one_line(tmp_path):
 def test_finished_run_is_never_overwritten(tmp_path):
     out = tmp_path / "run"
     args = [*SMALL_MODEL, f"hydra.run.dir={out}", *TINY]
-    first = rdsweep(*args, cwd=tmp_path)
+    first = rdsweep_here(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     snapshot = {p: (out / p).read_bytes() for p in ("metrics.json", "train_log.csv",
                                                      ".hydra/config.yaml")}

@@ -42,7 +42,7 @@ def _curve(run_dir):
 def reference(tmp_path_factory):
     """An uninterrupted run."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    p = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, cwd=out.parent)
+    p = rdsweep_here(f"hydra.run.dir={out}", *RESUMABLE, cwd=out.parent)
     assert p.returncode == 0, p.stderr
     return out
 
@@ -104,7 +104,7 @@ def test_damaged_checkpoints_are_skipped_with_a_warning(damage, damaged, resumed
     for step in (400, 500)[-damaged:]:
         damage(out / "checkpoints" / str(step))
 
-    again = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
+    again = rdsweep_here(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     logged = again.stdout + again.stderr
     assert logged.count("is unreadable") == warnings, logged
@@ -206,7 +206,7 @@ def test_a_diverged_run_says_why_and_exits_non_zero(tmp_path):
     out = tmp_path / "run"
     args = [f"hydra.run.dir={out}", *SMALL_MODEL, "train.steps=40", "train.log_every=10",
             "train.lr=1e30"]
-    p = rdsweep(*args, cwd=tmp_path)
+    p = rdsweep_here(*args, cwd=tmp_path)
     assert p.returncode == 1
     metrics = read(out / "metrics.json")
     assert metrics["status"] == "diverged" and metrics["steps"] == 10
@@ -224,7 +224,7 @@ def test_a_completed_metrics_json_with_non_numbers_is_evaluated_again(reference,
     metrics = read(out / "metrics.json")
     metrics["test"]["elbo"] = "oops"
     write_metrics(str(out), metrics)
-    again = rdsweep(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
+    again = rdsweep_here(f"hydra.run.dir={out}", *RESUMABLE, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     resumed = read(out / "metrics.json")
     assert resumed["resumed_from"] == 600  # the final checkpoint: evaluated, not trained

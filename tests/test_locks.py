@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from faults import kill, launch, snapshot
-from helpers import SMALL_MODEL, rdsweep, read
+from helpers import SMALL_MODEL, rdsweep_here, read
 from rdsweep import run_folder
 
 RUN = [*SMALL_MODEL, "train.steps=300", "train.log_every=100", "train.checkpoint_every=100",
@@ -81,12 +81,12 @@ def test_a_refused_relaunch_keeps_the_folders_record(tmp_path):
     """A killed beta=1 run (checkpoints, no metrics.json) relaunched with beta=0.5 is refused
     and every file of the folder stays as it was, .hydra/ included."""
     out = tmp_path / "run"
-    first = rdsweep(f"hydra.run.dir={out}", *RUN, "beta=1", cwd=tmp_path)
+    first = rdsweep_here(f"hydra.run.dir={out}", *RUN, "beta=1", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     os.remove(out / "metrics.json")
     shutil.rmtree(out / "checkpoints" / "300")
     before = snapshot(out)
-    again = rdsweep(f"hydra.run.dir={out}", *RUN, "beta=0.5", cwd=tmp_path)
+    again = rdsweep_here(f"hydra.run.dir={out}", *RUN, "beta=0.5", cwd=tmp_path)
     assert again.returncode == 2
     assert again.stderr.strip().splitlines() == [
         f"rdsweep: error: hydra.run.dir={out} holds a run of another config (its "
