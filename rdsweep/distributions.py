@@ -67,8 +67,11 @@ class Bernoulli(Distribution):
     event_ndims: int = struct.field(pytree_node=False, default=3)
 
     def log_prob(self, value: jax.Array) -> jax.Array:
-        nll = optax.sigmoid_binary_cross_entropy(self.logits, value.astype(self.logits.dtype))
-        return -_sum_event(nll, self.event_ndims)
+        # On one flat event axis: XLA:CPU runs this fused sum over (28, 28, 1) ~4x slower.
+        flat = lambda a: a.reshape(a.shape[:a.ndim - self.event_ndims] + (-1,))
+        nll = optax.sigmoid_binary_cross_entropy(flat(self.logits),
+                                                 flat(value.astype(self.logits.dtype)))
+        return -nll.sum(axis=-1)
 
     def sample_and_log_prob(self, key, n):
         x = jax.random.bernoulli(key, jax.nn.sigmoid(self.logits), (n,) + self.logits.shape)
