@@ -61,3 +61,12 @@ def test_torch_reference_skips_a_compile_mode_that_fails(name, monkeypatch):
     assert sorted(tried) == sorted(formats)  # timed only where there is a choice
     assert all(rate.endswith("images/s") for rate in tried.values())
     call()
+
+
+def test_trace_sums_each_operation_and_leaves_out_runtime_spans():
+    from benchmarks.trace import operation_totals
+    events = [{"ph": "X", "name": "dot.1", "dur": 5.0}, {"ph": "X", "name": "dot.1", "dur": 7.0},
+              {"ph": "X", "name": "fusion", "dur": 20.0}, {"ph": "i", "name": "dot.1"},
+              {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 100.0},
+              {"ph": "X", "name": "$api.py:2479 block_until_ready", "dur": 90.0}]
+    assert operation_totals(events) == [("fusion", 20.0, 1), ("dot.1", 12.0, 2)]
