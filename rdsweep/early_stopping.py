@@ -11,8 +11,7 @@ import jax
 
 from rdsweep.data import Split
 from rdsweep.evaluate import evaluate
-
-VALID = "valid_elbo"  # the log rows' column: the validation ELBO, nats per example
+from rdsweep.outputs import VALID_ELBO
 
 
 def validation_elbo(apply_fn, params: Any, split: Split, key: jax.Array, batch_size: int,
@@ -26,7 +25,7 @@ def validation_elbo(apply_fn, params: Any, split: Split, key: jax.Array, batch_s
 
 def improved(rows: Sequence[Dict[str, Any]]) -> bool:
     """Whether the last row's check is the best so far (strictly better than every earlier)."""
-    checks = [row[VALID] for row in rows if VALID in row]
+    checks = [row[VALID_ELBO] for row in rows if VALID_ELBO in row]
     return bool(checks) and all(checks[-1] > c for c in checks[:-1]) and math.isfinite(checks[-1])
 
 
@@ -35,10 +34,10 @@ def stopped(rows: Sequence[Dict[str, Any]], patience: int, start_step: int) -> b
     improved on the best before them (the VampPrior code's rule)."""
     best, count = -math.inf, 0
     for row in rows:
-        if VALID not in row:
+        if VALID_ELBO not in row:
             continue
-        if row[VALID] > best:
-            best, count = row[VALID], 0
+        if row[VALID_ELBO] > best:
+            best, count = row[VALID_ELBO], 0
         else:
             count += 1
         if row["step"] < start_step:
@@ -51,6 +50,6 @@ def stopped(rows: Sequence[Dict[str, Any]], patience: int, start_step: int) -> b
 def summary(rows: Sequence[Dict[str, Any]], stopped_at: Optional[int]) -> Dict[str, Any]:
     """What metrics.json records: the best check's step and ELBO, and where training stopped
     (None: it ran all its steps)."""
-    checks = [(row[VALID], -row["step"]) for row in rows if VALID in row]
+    checks = [(row[VALID_ELBO], -row["step"]) for row in rows if VALID_ELBO in row]
     elbo, minus_step = max(checks)
     return {"best_step": -minus_step, "best_valid_elbo": elbo, "stopped_at": stopped_at}

@@ -30,7 +30,7 @@ from rdsweep.console import error_line
 from rdsweep.status import Status
 from rdsweep.models import VAE
 from rdsweep.option import ConfigError
-from rdsweep.outputs import IMAGES, RunLog, write_metrics, write_train_log
+from rdsweep.outputs import IMAGES, VALID_ELBO, RunLog, write_metrics, write_train_log
 from rdsweep.train import (create_state, examples_per_step, make_optimizer, make_train_step,
                            stack, total_steps, train, unstack)
 
@@ -239,7 +239,7 @@ def _chunk_done(run: _Run, row: Dict[str, Any], state: Any, steps: int,
     as diverged; early stopping checks the validation ELBO), and checkpointed."""
     stopping = run.cfg.train.early_stopping
     if valid_split is not None:
-        row[early_stopping.VALID] = early_stopping.validation_elbo(
+        row[VALID_ELBO] = early_stopping.validation_elbo(
             state.apply_fn, state.params, valid_split, jax.random.fold_in(run.eval_key, 4),
             run.cfg.eval.batch_size, run.cfg.data.binarization)
     run.rows.append(row)

@@ -7,12 +7,14 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from rdsweep.fileio import atomic_write
 
 METRICS = "metrics.json"
 TRAIN_LOG = "train_log.csv"
+VALID_ELBO = "valid_elbo"  # the train log's column of validation ELBOs (early stopping's checks)
 IMAGES = "images.png"
 
 
@@ -52,6 +54,27 @@ def write_train_log(run_dir: str, rows: List[Dict[str, float]]) -> None:
         writer.writerows(rows)
 
     atomic_write(os.path.join(run_dir, TRAIN_LOG), write)
+
+
+def _number(text: Optional[str]) -> float:
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def read_train_log(run_dir: str) -> Optional[Dict[str, np.ndarray]]:
+    """The learning curve write_train_log wrote: column -> (rows,) floats, NaN where a row has
+    no number; None if the run has no readable log with a step and an elbo column."""
+    try:
+        with open(os.path.join(run_dir, TRAIN_LOG), newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if not rows or not {"step", "elbo"} <= set(rows[0]):
+        return None
+    return {column: np.array([_number(row.get(column)) for row in rows])
+            for column in rows[0] if column is not None}
 
 
 def _train_scalars(row: Dict[str, float]) -> Dict[str, float]:

@@ -14,10 +14,11 @@ from helpers import SMALL_MODEL
 from rdsweep import early_stopping, experiment
 from rdsweep.option import ConfigError
 from rdsweep import registry
+from rdsweep.outputs import VALID_ELBO
 
 
 def rows(values, start=1):
-    return [{"step": step, early_stopping.VALID: v} for step, v in enumerate(values, start)]
+    return [{"step": step, VALID_ELBO: v} for step, v in enumerate(values, start)]
 
 
 @pytest.mark.parametrize("values,patience,start_step,stops", [
@@ -69,9 +70,9 @@ def test_a_run_stops_and_reports_its_best_check(stopped_run):
     assert metrics["steps"] == summary["stopped_at"] == log[-1]["step"]
     assert early_stopping.stopped(log, 2, 50)
     assert not early_stopping.stopped(log[:-1], 2, 50)  # it stopped at the first chance
-    best = max(log, key=lambda r: r[early_stopping.VALID])
+    best = max(log, key=lambda r: r[VALID_ELBO])
     assert (summary["best_step"], summary["best_valid_elbo"]) == (best["step"],
-                                                                  best[early_stopping.VALID])
+                                                                  best[VALID_ELBO])
     assert summary["best_step"] < summary["stopped_at"]
 
 
@@ -86,7 +87,7 @@ def test_load_run_gives_the_best_checks_model(stopped_run):
                                           jax.random.fold_in(eval_key, 4), cfg.eval.batch_size,
                                           cfg.data.binarization)
     assert elbo == pytest.approx(metrics["early_stopping"]["best_valid_elbo"], abs=1e-4)
-    last = _read_log(run_dir)[-1][early_stopping.VALID]
+    last = _read_log(run_dir)[-1][VALID_ELBO]
     assert abs(elbo - last) > 1e-3  # the last check was not the best
 
 

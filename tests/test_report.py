@@ -16,7 +16,8 @@ from PIL import Image
 
 from rdsweep import report
 from rdsweep.report.runs import describe_config, entropy_estimate
-from rdsweep.report.plots import choose_image_runs
+from rdsweep.outputs import write_train_log
+from rdsweep.report.plots import choose_image_runs, curves_figure
 from rdsweep.sweep import PLAN
 
 PAPER_MD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "paper",
@@ -378,6 +379,45 @@ def test_a_run_folder_is_reported_as_that_run(tmp_path):
     row = report.collect(str(started)).iloc[0]
     assert (row.run, row.status, row.family, row.detail) == (".", "incomplete", "--v",
                                                              "no checkpoint")
+
+
+def train_log(steps, elbo, valid=None):
+    """Rows of a train_log.csv (validation ELBOs only if given)."""
+    return [{"step": s, "loss": -e, "rate": 20.0, "distortion": -e - 20.0, "elbo": e,
+             "images_per_s": 1000.0, "seconds": 0.5 * i,
+             **({} if valid is None else {"valid_elbo": valid[i]})}
+            for i, (s, e) in enumerate(zip(steps, elbo))]
+
+
+def test_curves_draw_each_runs_log_and_its_best_validation_check(tmp_path):
+    early, plain, diverged = "beta=1,family=---", "beta=0.3,family=---", "beta=3,family=+--"
+    for run in (early, plain):
+        write_json(tmp_path / run / "metrics.json", COMPLETED[run])
+    write_json(tmp_path / diverged / "metrics.json",
+               {"status": "diverged", "steps": 37, "config": config("+--", beta=3.0)})
+    steps = [500, 1000, 1500, 2000, 2500]
+    valid = [-120.0, -101.5, -99.0, -99.0, -100.25]  # the best, first reached at step 1500
+    write_train_log(str(tmp_path / early), train_log(steps, [v + 3 for v in valid], valid))
+    write_train_log(str(tmp_path / plain), train_log(steps, [-130.0, -110, -105, -104, -103.5]))
+    code, _, err = run_main([str(tmp_path)])
+    assert code == 0 and err == ""
+    assert (tmp_path / "report" / "curves.png").is_file()
+    assert "![Training curves](curves.png)" in (tmp_path / "report" / "README.md").read_text()
+
+    figure = curves_figure(report.collect(str(tmp_path)), str(tmp_path))
+    lines = {line.get_gid(): line for line in figure.axes[0].lines}
+    assert lines[f"valid:{early}"].get_xydata().tolist() == [list(p) for p in zip(steps, valid)]
+    assert lines[f"best:{early}"].get_xydata().tolist() == [[1500, -99.0]]
+    assert lines[f"train:{plain}"].get_ydata().tolist() == [-130.0, -110, -105, -104, -103.5]
+    assert f"valid:{plain}" not in lines and f"best:{plain}" not in lines
+    assert figure.texts[-1].get_text() == "no train_log.csv: 1 diverged"
+    low, high = figure.axes[0].get_ylim()  # from step 1000 in view; the first checks below
+    assert -120 < low < -110 and high > -96
+
+
+def test_a_sweep_without_train_logs_has_no_curves(sweep):
+    assert not (sweep[0] / "report" / "curves.png").exists()
+    assert "Training curves" not in (sweep[0] / "report" / "README.md").read_text()
 
 
 def test_completed_with_test_values_not_numbers_is_corrupt(tmp_path, capsys):

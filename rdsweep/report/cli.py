@@ -16,8 +16,8 @@ from rdsweep.outputs import IMAGES
 import rdsweep.report.settings as settings
 from rdsweep.report.page import FIGURES, counts, page
 from rdsweep.report.runs import ReportError, collect, entropy_estimate, merge, read_results
-from rdsweep.report.plots import (choose_equal_elbo_runs, choose_image_runs, images_figure,
-                                  rd_plane_figure, skew_figure)
+from rdsweep.report.plots import (choose_equal_elbo_runs, choose_image_runs, curves_figure,
+                                  images_figure, rd_plane_figure, skew_figure)
 from rdsweep.report.tables import (compare_with, family_table, load_reference, markdown,
                                    spread_table)
 
@@ -101,6 +101,10 @@ def build_report(sweep_dir: str, compare: Optional[str] = None,
     _save_figure(rd_plane_figure(table), paths["rd_plane.png"])
     _save_figure(skew_figure(table), paths["skew.png"])
     if not from_csv:
+        curves = curves_figure(table, sweep_dir)
+        if curves is not None:
+            paths["curves.png"] = os.path.join(folder, "curves.png")
+            _save_figure(curves, paths["curves.png"])
         pictures = {"images.png": list(image_runs or choose_image_runs(table, sweep_dir)),
                     "equal_elbo.png": choose_equal_elbo_runs(table, sweep_dir)}
         for name, runs in pictures.items():
@@ -147,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Collects the runs of a sweep folder (or one run's folder) into "
                     "SWEEP_DIR/report/: README.md (the page: tables and figures), "
                     "results.csv, results.parquet, families.md, rd_plane.png, skew.png, "
-                    "images.png, equal_elbo.png.")
+                    "curves.png, images.png, equal_elbo.png.")
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR",
                         help="a sweep folder (hydra.sweep.dir), one run's folder, or an "
                              "earlier report's results.csv (rebuilt beside it)")

@@ -6,13 +6,11 @@ stopped (overfitting), so the test gain is the one that says whether more traini
 
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-import pandas as pd
 
-from rdsweep.outputs import TRAIN_LOG
+from rdsweep.outputs import read_train_log
 
 TAIL = 0.1  # the last tenth of the steps
 TOLERANCE = 0.3  # nats: a run whose ELBO drifts less than this over the tail has converged
@@ -38,11 +36,8 @@ def elbo_drift(steps: np.ndarray, elbo: np.ndarray, tail: float = TAIL) -> float
 
 def run_drift(run_dir: str, tail: float = TAIL) -> Optional[float]:
     """elbo_drift of a run folder's train_log.csv; None if it has no readable log."""
-    try:
-        log = pd.read_csv(os.path.join(run_dir, TRAIN_LOG))
-        return elbo_drift(log["step"].to_numpy(), log["elbo"].to_numpy(), tail)
-    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
+    log = read_train_log(run_dir)
+    return None if log is None else elbo_drift(log["step"], log["elbo"], tail)
 
 
 def elbo_gain(final_step: int, final_elbo: float, earlier: Sequence[Tuple[int, float]]

@@ -19,6 +19,9 @@ FIGURES = (  # file -> (heading, what it shows)
     ("skew.png", "Skew view",
      "-ELBO against rate: runs at one height have the same ELBO but use the latent code to "
      "different degrees."),
+    ("curves.png", "Training curves",
+     "Each run's ELBO against the training step: faint, the training chunks' means; solid, "
+     "the validation ELBO where the run checked one (early stopping), its best check dotted."),
     ("equal_elbo.png", "Equal ELBO, different rates",
      "Runs whose test ELBOs lie within 1 nat of each other, at the most different rates found: "
      "inputs, reconstructions and samples of each."),

@@ -1,5 +1,6 @@
-"""The report's figures: rd_plane.png (D against R), skew.png (-ELBO against R) and images.png
-(a few runs' inputs, reconstructions and samples); each names the runs it leaves out."""
+"""The report's figures: rd_plane.png (D against R), skew.png (-ELBO against R), curves.png
+(each run's ELBO during training) and images.png (a few runs' inputs, reconstructions and
+samples); each names the runs it leaves out."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from rdsweep.status import Status
-from rdsweep.outputs import IMAGES
+from rdsweep.outputs import IMAGES, VALID_ELBO, read_train_log
 import rdsweep.report.settings as settings
 from rdsweep.report.runs import completed, entropy_estimate
 
@@ -172,6 +174,60 @@ def skew_figure(table: pd.DataFrame) -> Figure:
     """-ELBO against rate (the paper's figure 3b): runs of equal ELBO at different rates."""
     return _runs_figure(table, "neg_elbo", "-ELBO = D + R (nats)", "skew view: -ELBO against R",
                         _skew_guides)
+
+
+RUNS_IN_LEGEND = 12  # beyond, the legend names curves (runs' settings but the knob), not runs
+FIRST_STEPS = 0.25  # the y range leaves out each run's first quarter of steps: its low start
+
+
+def curves_figure(table: pd.DataFrame, sweep_dir: str) -> Optional[Figure]:
+    """Each run's ELBO against the training step, from its train_log.csv: the training chunks'
+    means faint, the validation ELBO (early stopping's checks) solid with a dot at its best
+    check. None if no run of the table has a log."""
+    logs = [(row, read_train_log(os.path.join(sweep_dir, row["run"])))
+            for row in table.to_dict("records")]
+    shown = [(row, log) for row, log in logs if log is not None]
+    if not shown:
+        return None
+    by_run = len(shown) <= RUNS_IN_LEGEND
+    fig = Figure(figsize=(8, 6.5))
+    ax = fig.subplots()
+    fig.subplots_adjust(bottom=0.15)
+    colours = matplotlib.colormaps["tab10"]
+    legend: dict = {}  # name -> colour
+    in_view: List[np.ndarray] = []
+    for row, log in shown:
+        name = settings.label(row, table) if by_run else settings.curve_label(row, table)
+        colour = legend.setdefault(name, colours(len(legend) % colours.N))
+        step = log["step"]
+        later = step >= FIRST_STEPS * np.nanmax(step)
+        ax.plot(step, log["elbo"], color=colour, lw=0.7, alpha=0.35, gid=f"train:{row['run']}")
+        in_view.append(log["elbo"][later])
+        valid = log.get(VALID_ELBO, np.full(step.shape, np.nan))
+        checked = np.isfinite(valid)
+        if checked.any():
+            ax.plot(step[checked], valid[checked], color=colour, lw=1.2,
+                    gid=f"valid:{row['run']}")
+            best = int(np.nanargmax(valid))  # the first of the best, as early stopping keeps
+            ax.plot(step[best], valid[best], "o", color=colour, ms=4, gid=f"best:{row['run']}")
+            in_view.append(valid[later])
+    values = np.concatenate(in_view)
+    values = values[np.isfinite(values)]
+    if values.size:
+        pad = 0.05 * max(float(np.ptp(values)), 1.0)
+        ax.set_ylim(values.min() - pad, values.max() + pad)
+    handles = [Line2D([], [], color=c, label=n) for n, c in legend.items()]
+    handles += [Line2D([], [], color="0.5", lw=0.7, alpha=0.35, label="training (chunk means)"),
+                Line2D([], [], color="0.5", lw=1.2, marker="o", ms=4,
+                       label="validation (dot: best check)")]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.set(xlabel="training step", ylabel="ELBO (nats per example)", title="ELBO during training")
+    missing = [row for row, log in logs if log is None]
+    text = (f"all {len(table)} runs shown" if not missing else "no train_log.csv: " + ", ".join(
+        f"{n} {status}" for status in Status
+        if (n := sum(row["status"] == status for row in missing))))
+    fig.text(0.01, 0.01, textwrap.fill(text, 130), fontsize=7, va="bottom")
+    return fig
 
 
 def _with_images(table: pd.DataFrame, sweep_dir: str) -> pd.DataFrame:
