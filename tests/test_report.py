@@ -404,15 +404,21 @@ def test_curves_draw_each_runs_log_and_its_best_validation_check(tmp_path):
     assert (tmp_path / "report" / "curves.png").is_file()
     assert "![Training curves](curves.png)" in (tmp_path / "report" / "README.md").read_text()
 
-    figure = curves_figure(report.collect(str(tmp_path)), str(tmp_path))
+    table = report.collect(str(tmp_path))
+    figure = curves_figure(table, str(tmp_path))
     lines = {line.get_gid(): line for line in figure.axes[0].lines}
     assert lines[f"valid:{early}"].get_xydata().tolist() == [list(p) for p in zip(steps, valid)]
     assert lines[f"best:{early}"].get_xydata().tolist() == [[1500, -99.0]]
     assert lines[f"train:{plain}"].get_ydata().tolist() == [-130.0, -110, -105, -104, -103.5]
     assert f"valid:{plain}" not in lines and f"best:{plain}" not in lines
-    assert figure.texts[-1].get_text() == "no train_log.csv: 1 diverged"
+    assert figure.texts[-1].get_text() == "no readable train_log.csv: 1 diverged"
     low, high = figure.axes[0].get_ylim()  # from step 1000 in view; the first checks below
     assert -120 < low < -110 and high > -96
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend[-2:] == ["training (chunk means)", "validation (dot: best check)"]
+    unchecked = curves_figure(table[table.run == plain], str(tmp_path))
+    assert "validation (dot: best check)" not in [
+        text.get_text() for text in unchecked.axes[0].get_legend().get_texts()]
 
 
 def test_a_sweep_without_train_logs_has_no_curves(sweep):

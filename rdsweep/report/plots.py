@@ -196,6 +196,7 @@ def curves_figure(table: pd.DataFrame, sweep_dir: str) -> Optional[Figure]:
     colours = matplotlib.colormaps["tab10"]
     legend: dict = {}  # name -> colour
     in_view: List[np.ndarray] = []
+    validated = False
     for row, log in shown:
         name = settings.label(row, table) if by_run else settings.curve_label(row, table)
         colour = legend.setdefault(name, colours(len(legend) % colours.N))
@@ -206,6 +207,7 @@ def curves_figure(table: pd.DataFrame, sweep_dir: str) -> Optional[Figure]:
         valid = log.get(VALID_ELBO, np.full(step.shape, np.nan))
         checked = np.isfinite(valid)
         if checked.any():
+            validated = True
             ax.plot(step[checked], valid[checked], color=colour, lw=1.2,
                     gid=f"valid:{row['run']}")
             best = int(np.nanargmax(valid))  # the first of the best, as early stopping keeps
@@ -217,15 +219,17 @@ def curves_figure(table: pd.DataFrame, sweep_dir: str) -> Optional[Figure]:
         pad = 0.05 * max(float(np.ptp(values)), 1.0)
         ax.set_ylim(values.min() - pad, values.max() + pad)
     handles = [Line2D([], [], color=c, label=n) for n, c in legend.items()]
-    handles += [Line2D([], [], color="0.5", lw=0.7, alpha=0.35, label="training (chunk means)"),
-                Line2D([], [], color="0.5", lw=1.2, marker="o", ms=4,
-                       label="validation (dot: best check)")]
+    handles.append(Line2D([], [], color="0.5", lw=0.7, alpha=0.35, label="training (chunk means)"))
+    if validated:
+        handles.append(Line2D([], [], color="0.5", lw=1.2, marker="o", ms=4,
+                              label="validation (dot: best check)"))
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     ax.set(xlabel="training step", ylabel="ELBO (nats per example)", title="ELBO during training")
     missing = [row for row, log in logs if log is None]
-    text = (f"all {len(table)} runs shown" if not missing else "no train_log.csv: " + ", ".join(
-        f"{n} {status}" for status in Status
-        if (n := sum(row["status"] == status for row in missing))))
+    counted = [f"{n} {status}" for status in Status
+               if (n := sum(row["status"] == status for row in missing))]
+    text = ("no readable train_log.csv: " + ", ".join(counted) if missing
+            else f"all {len(table)} runs shown")
     fig.text(0.01, 0.01, textwrap.fill(text, 130), fontsize=7, va="bottom")
     return fig
 
