@@ -18,6 +18,8 @@ from rdsweep import report
 from rdsweep.report.runs import describe_config, entropy_estimate
 from rdsweep.outputs import write_train_log
 from rdsweep.report.plots import choose_image_runs, curves_figure
+from rdsweep.report.tables import (compare_with, load_reference, reference_names,
+                                   reference_source)
 from rdsweep.sweep import PLAN
 
 PAPER_MD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "paper",
@@ -314,7 +316,37 @@ def test_comparison_with_the_paper(sweep):
         else:  # ++v failed; --+ ran with the target-rate objective
             assert row.runs == 0 and np.isnan(row.rate_ours) and np.isnan(row.elbo_diff)
     assert comparison.loc["---", "runs"] == 2
-    assert "| ++v | beta | 1 | 0 | 0.0 | missing |" in out
+    assert "| ++v | beta | 1 | 0 | 0.00 | missing |" in out
+    page = (root / "report" / "README.md").read_text()
+    assert "> Alemi et al. 2018, \"Fixing a Broken ELBO\" (ICML" in page  # the source, quoted
+
+
+def test_a_reference_compares_only_the_quantities_it_has(sweep):
+    """A reference of test log-likelihoods per marginal (like vampprior_mnist.csv): IWAE
+    compared, R / D / ELBO not; a row without a number still lists our runs."""
+    reference = pd.DataFrame({"marginal": ["vamp", "gaussian", "mixture", "none_of_ours"],
+                              "iwae": [-80.0, -85.0, np.nan, -90.0]})
+    comparison = compare_with(report.collect(str(sweep[0])), reference)
+    assert not [c for c in comparison.columns if c.startswith(("rate", "distortion", "elbo"))]
+    rows = {(r["marginal"], r["family"], r["beta"]): (r["runs"], r["iwae_ours"], r["iwae_diff"])
+            for r in comparison.to_dict("records")}
+    # by hand from COMPLETED and EXTRA_METRICS: completed runs per marginal and setting
+    assert rows[("vamp", "-+v", 1.0)] == (1, -80.25, pytest.approx(-0.25))
+    assert rows[("gaussian", "---", 1.0)] == (2, -85.75, pytest.approx(-0.75))
+    assert rows[("gaussian", "---", 0.3)] == (1, -87.0, pytest.approx(-2.0))
+    runs, ours, diff = rows[("mixture", "mlp/mlp/mixture", 1.0)]
+    assert (runs, ours) == (1, -99.0) and math.isnan(diff)
+    unmatched = comparison[comparison.marginal == "none_of_ours"].iloc[0]
+    assert unmatched.runs == 0 and math.isnan(unmatched.iwae_ours)
+    alone = compare_with(report.collect(str(sweep[0])), reference.tail(1))  # no run matches
+    assert alone[["marginal", "runs"]].values.tolist() == [["none_of_ours", 0]]
+
+
+def test_the_packaged_references_name_their_source_and_compare_known_quantities():
+    for name in reference_names():
+        reference = load_reference(name)
+        assert set(reference.columns) & {"rate", "distortion", "elbo", "iwae"}, name
+        assert len(reference_source(name)) > 80, name  # a sentence, not a stub
 
 
 def test_missing_folder_exits_2_and_writes_nothing(tmp_path):

@@ -19,7 +19,7 @@ from rdsweep.report.runs import ReportError, collect, entropy_estimate, merge, r
 from rdsweep.report.plots import (choose_equal_elbo_runs, choose_image_runs, curves_figure,
                                   images_figure, rd_plane_figure, skew_figure)
 from rdsweep.report.tables import (compare_with, family_table, load_reference, markdown,
-                                   spread_table)
+                                   reference_names, spread_table)
 
 REPORT = "report"
 RESULTS = "results.csv"
@@ -139,8 +139,8 @@ def summary(sweep_dir: str, table: pd.DataFrame, comparison: Optional[pd.DataFra
         lines.append(f"H estimate (best -IWAE of the completed runs): {h:.2f} nats")
     lines += ["", markdown(table[key_columns(table)])]
     if comparison is not None:
-        lines += ["", f"beta = 1 against {compare} (diff = ours - paper):",
-                  markdown(comparison, missing="missing")]
+        lines += ["", f"against {compare} (diff = ours - reference):",
+                  markdown(comparison, missing="missing", digits=2)]
     lines += ["", "written:"] + [f"  {path}" for path in paths.values()]
     return "\n".join(lines)
 
@@ -156,7 +156,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="a sweep folder (hydra.sweep.dir), one run's folder, or an "
                              "earlier report's results.csv (rebuilt beside it)")
     parser.add_argument("--compare", metavar="NAME",
-                        help="compare beta = 1 with a reference table, e.g. paper_mnist")
+                        help="compare with a published table of rdsweep/reference: "
+                             + ", ".join(reference_names()))
     parser.add_argument("--images", nargs="+", metavar="SUBDIR",
                         help="the runs shown in images.png (default: up to 5 spread over R)")
     parser.add_argument("--include", nargs="+", default=[], metavar="CSV",

@@ -10,7 +10,7 @@ import pandas as pd
 from rdsweep.status import Status
 import rdsweep.report.settings as settings
 from rdsweep.report.runs import entropy_estimate
-from rdsweep.report.tables import family_table, markdown, spread_table
+from rdsweep.report.tables import family_table, markdown, reference_source, spread_table
 
 FIGURES = (  # file -> (heading, what it shows)
     ("rd_plane.png", "Rate-distortion plane",
@@ -57,9 +57,9 @@ def page(source: str, table: pd.DataFrame, figures: Mapping[str, str],
         lines += ["", "## Settings with several seeds", "",
                   "Mean (min to max) over the seeds, nats.", "", markdown(spread)]
     if comparison is not None:
-        lines += ["", f"## Against `{compare}`", "",
+        lines += ["", f"## Against `{compare}`", "", f"> {reference_source(compare)}", "",
                   "diff = ours - reference; runs = our completed runs of that setting.", "",
-                  markdown(comparison, missing="missing")]
+                  markdown(comparison, missing="missing", digits=2)]
     for name, heading, text in FIGURES:
         if name in figures:
             lines += ["", f"## {heading}", "", text, "", f"![{heading}]({name})"]

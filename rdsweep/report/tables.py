@@ -1,5 +1,5 @@
 """The report's text tables: families.md (R / D / ELBO per curve and knob value, and the spread
-over seeds where a setting has several runs), the comparison with the paper's numbers
+over seeds where a setting has several runs), the comparison with a published table
 (rdsweep.reference), and markdown."""
 
 from __future__ import annotations
@@ -74,22 +74,37 @@ def reference_names() -> List[str]:
 
 
 def load_reference(name: str) -> pd.DataFrame:
-    """A reference table (family, rate, distortion, elbo); ReportError for an unknown name."""
+    """A reference table (what each row matches, then its QUANTITIES); ReportError for an
+    unknown name."""
     if name not in reference_names():
         raise ReportError(f"unknown --compare {name!r}; valid names: "
                           + ", ".join(reference_names()))
-    with resources.files("rdsweep.reference").joinpath(f"{name}.csv").open() as f:
+    with _reference_file(name).open() as f:
         return pd.read_csv(f, comment="#", dtype={"family": str})
 
 
-QUANTITIES = ("rate", "distortion", "elbo")
+def reference_source(name: str) -> str:
+    """Where a reference table's numbers come from: its leading "#" lines, as one paragraph."""
+    lines = _reference_file(name).read_text().splitlines()
+    comments = [line[1:].strip() for line in lines[:next(
+        (i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))]]
+    return " ".join(comments)
+
+
+def _reference_file(name: str) -> Any:
+    return resources.files("rdsweep.reference").joinpath(f"{name}.csv")
+
+
+QUANTITIES = ("rate", "distortion", "elbo", "iwae")  # what a reference's columns can compare
 
 
 def compare_with(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Per reference row and per setting of ours that matches it: the reference's (R, D, ELBO),
-    ours (completed runs, mean over seeds) and ours - reference; NaN and runs = 0 where we have
-    no such run. A reference row names what it matches in its other columns (family,
-    objective, beta): our runs equal there, and apart in every other setting column."""
+    """Per reference row and per setting of ours that matches it: the reference's quantities
+    (its columns among QUANTITIES; an empty cell: no reference number), ours (completed runs,
+    mean over seeds) and ours - reference; NaN and runs = 0 where we have no such run. A
+    reference row names what it matches in its other columns (e.g. family, objective, beta):
+    our runs equal there, and apart in every other setting column."""
+    quantities = [c for c in reference.columns if c in QUANTITIES]
     keys = [c for c in reference.columns if c not in QUANTITIES]
     done = table[table.status == Status.COMPLETED]
     apart = [c for c in ["family", *settings.of(table)[0]] if c not in keys]
@@ -102,11 +117,11 @@ def compare_with(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         ours = done[match]
         groups = list(ours.groupby(apart, dropna=False, sort=False)) if apart and len(
             ours) else []
-        for values, runs in groups or [((), ours)]:
+        for values, runs in groups or [((np.nan,) * len(apart), ours)]:
             values = values if isinstance(values, tuple) else (values,)
             row = {key: ref[key] for key in keys} | dict(zip(apart, values))
             row["runs"] = len(runs)
-            for q in QUANTITIES:
+            for q in quantities:
                 mean = runs[q].mean() if len(runs) else np.nan
                 row |= {f"{q}_paper": float(ref[q]), f"{q}_ours": mean,
                         f"{q}_diff": mean - float(ref[q])}
@@ -114,7 +129,7 @@ def compare_with(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     # shown: the columns that part runs of one family (the rest is the family's own)
     out = out.drop(columns=[c for c in apart if c != "family" and not (
-        out.groupby("family")[c].nunique() > 1).any()])
+        out.groupby("family", dropna=False)[c].nunique() > 1).any()])
     return out[[c for c in out.columns if c in keys]
                + [c for c in out.columns if c not in keys]]
 
@@ -127,13 +142,13 @@ def _equal(column: pd.Series, value: Any) -> pd.Series:
     return column.astype(str) == str(value)
 
 
-def markdown(table: pd.DataFrame, missing: str = "") -> str:
-    """A markdown table; floats to one decimal, NaN and None as `missing`."""
+def markdown(table: pd.DataFrame, missing: str = "", digits: int = 1) -> str:
+    """A markdown table; floats to `digits` decimals, NaN and None as `missing`."""
 
     def cell(value: Any) -> str:
         if value is None or (not isinstance(value, str) and pd.isna(value)):
             return missing
-        return f"{value:.1f}" if isinstance(value, (float, np.floating)) else str(value)
+        return f"{value:.{digits}f}" if isinstance(value, (float, np.floating)) else str(value)
 
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |"
