@@ -56,16 +56,18 @@ def write_train_log(run_dir: str, rows: List[Dict[str, float]]) -> None:
     atomic_write(os.path.join(run_dir, TRAIN_LOG), write)
 
 
-def _number(text: Optional[str]) -> float:
+def number(value: Any) -> float:
+    """value as a float, NaN if it is absent or not a number (a cell of a run's outputs)."""
     try:
-        return float(text)  # type: ignore[arg-type]
+        return float(value)
     except (TypeError, ValueError):
         return float("nan")
 
 
 def read_train_log(run_dir: str) -> Optional[Dict[str, np.ndarray]]:
     """The learning curve write_train_log wrote: column -> (rows,) floats, NaN where a row has
-    no number; None if the run has no readable log with a step and an elbo column."""
+    no number; None if the run has no readable log (a step and an elbo column, a step that is
+    a number)."""
     try:
         with open(os.path.join(run_dir, TRAIN_LOG), newline="") as f:
             rows = list(csv.DictReader(f))
@@ -73,8 +75,9 @@ def read_train_log(run_dir: str) -> Optional[Dict[str, np.ndarray]]:
         return None
     if not rows or not {"step", "elbo"} <= set(rows[0]):
         return None
-    return {column: np.array([_number(row.get(column)) for row in rows])
-            for column in rows[0] if column is not None}
+    log = {column: np.array([number(row.get(column)) for row in rows])
+           for column in rows[0] if column is not None}
+    return log if np.isfinite(log["step"]).any() else None
 
 
 def _train_scalars(row: Dict[str, float]) -> Dict[str, float]:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from rdsweep import report
 from rdsweep.report.runs import describe_config, entropy_estimate
-from rdsweep.outputs import write_train_log
+from rdsweep.outputs import read_train_log, write_train_log
 from rdsweep.report.plots import choose_image_runs, curves_figure
 from rdsweep.report.tables import (compare_with, load_reference, reference_names,
                                    reference_source)
@@ -342,6 +342,27 @@ def test_a_reference_compares_only_the_quantities_it_has(sweep):
     assert alone[["marginal", "runs"]].values.tolist() == [["none_of_ours", 0]]
 
 
+def test_a_reference_key_the_family_code_names_is_read_from_the_configs(tmp_path):
+    """With only coded marginals (N(0, I) "-" and VampPrior "v") the report shows no marginal
+    column; vampprior_mnist.csv's rows match by it all the same, at k = 5000 only."""
+    runs = {"standard": completed(config("---"), 20.0, 75.0, -88.0),
+            "vamp": completed(config("--v"), 22.0, 70.0, -86.0),
+            "vamp_k100": completed(config("--v", seed=1), 22.0, 70.0, -86.5)}
+    for name, metrics in runs.items():
+        metrics["test"]["iwae_samples"] = 100 if name == "vamp_k100" else 5000
+        write_json(tmp_path / name / "metrics.json", metrics)
+    table = report.collect(str(tmp_path))
+    assert "marginal" not in table.columns  # the family code names it
+    comparison = compare_with(table, load_reference("vampprior_mnist")).set_index("marginal")
+    assert comparison.loc["gaussian", ["runs", "iwae_ours"]].tolist() == [1, -88.0]
+    assert comparison.loc["gaussian", "iwae_diff"] == pytest.approx(-88.0 + 88.56)
+    assert comparison.loc["vamp", ["runs", "iwae_ours"]].tolist() == [1, -86.0]  # not k = 100
+    assert comparison.loc["mixture", "runs"] == 0
+    one = compare_with(report.collect(str(tmp_path / "vamp")),  # a run folder
+                       load_reference("vampprior_mnist")).set_index("marginal")
+    assert one.loc["vamp", "runs"] == 1 and one.loc["gaussian", "runs"] == 0
+
+
 def test_the_packaged_references_name_their_source_and_compare_known_quantities():
     for name in reference_names():
         reference = load_reference(name)
@@ -427,10 +448,13 @@ def test_curves_draw_each_runs_log_and_its_best_validation_check(tmp_path):
         write_json(tmp_path / run / "metrics.json", COMPLETED[run])
     write_json(tmp_path / diverged / "metrics.json",
                {"status": "diverged", "steps": 37, "config": config("+--", beta=3.0)})
+    write_json(tmp_path / "beta=1,family=++v" / "metrics.json",  # failed before its first log
+               {"status": "failed", "error": "ValueError: boom", "config": config("++v", 1.0)})
     steps = [500, 1000, 1500, 2000, 2500]
     valid = [-120.0, -101.5, -99.0, -99.0, -100.25]  # the best, first reached at step 1500
     write_train_log(str(tmp_path / early), train_log(steps, [v + 3 for v in valid], valid))
     write_train_log(str(tmp_path / plain), train_log(steps, [-130.0, -110, -105, -104, -103.5]))
+    write_train_log(str(tmp_path / diverged), train_log(steps[:3], [-150.0, -2e9, float("nan")]))
     code, _, err = run_main([str(tmp_path)])
     assert code == 0 and err == ""
     assert (tmp_path / "report" / "curves.png").is_file()
@@ -443,14 +467,25 @@ def test_curves_draw_each_runs_log_and_its_best_validation_check(tmp_path):
     assert lines[f"best:{early}"].get_xydata().tolist() == [[1500, -99.0]]
     assert lines[f"train:{plain}"].get_ydata().tolist() == [-130.0, -110, -105, -104, -103.5]
     assert f"valid:{plain}" not in lines and f"best:{plain}" not in lines
-    assert figure.texts[-1].get_text() == "no readable train_log.csv: 1 diverged"
-    low, high = figure.axes[0].get_ylim()  # from step 1000 in view; the first checks below
+    assert lines[f"train:{diverged}"].get_xdata().tolist() == steps[:3]
+    assert figure.texts[-1].get_text() == "no readable train_log.csv: 1 failed"
+    # from step 1000 in view; the first checks below, and the diverged run's -2e9 left out
+    low, high = figure.axes[0].get_ylim()
     assert -120 < low < -110 and high > -96
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert legend[-2:] == ["training (chunk means)", "validation (dot: best check)"]
     unchecked = curves_figure(table[table.run == plain], str(tmp_path))
     assert "validation (dot: best check)" not in [
         text.get_text() for text in unchecked.axes[0].get_legend().get_texts()]
+
+
+def test_a_train_log_without_a_numeric_step_is_unreadable(tmp_path):
+    (tmp_path / "train_log.csv").write_text("step,elbo\nabc,-90.0\n")
+    assert read_train_log(str(tmp_path)) is None
+    (tmp_path / "train_log.csv").write_text("step,elbo\n500,-90.0\n1000,oops\n")
+    log = read_train_log(str(tmp_path))
+    assert log["step"].tolist() == [500, 1000] and log["elbo"][0] == -90.0
+    assert math.isnan(log["elbo"][1])
 
 
 def test_a_sweep_without_train_logs_has_no_curves(sweep):

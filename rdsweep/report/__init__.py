@@ -5,13 +5,13 @@
 Writes into SWEEP_DIR/report/: results.csv and results.parquet (one row per run, planned jobs
 that never started included), families.md (R / D / ELBO, a row per family, a column per beta or
 sigma), rd_plane.png (D against R), skew.png (-ELBO against R), curves.png (each run's ELBO
-during training), images.png (the inputs, reconstructions and samples of a few runs) and, with
---compare NAME, a published table's numbers next to ours (rdsweep/reference/NAME.csv:
-paper_mnist, the paper's beta = 1; vampprior_mnist, the VampPrior paper's test NLLs). Runs that are not completed are never dropped silently: they are rows of
-the table and are counted under each plot. SWEEP_DIR may also be one run's folder (it holds
-metrics.json or .hydra/): the report is then of that run. With --eval NAME, the test metrics are
-those of each run's re-evaluation eval/NAME.json (rdsweep-eval), and the report goes to
-SWEEP_DIR/report/eval=NAME/.
+during training), images.png and equal_elbo.png (the inputs, reconstructions and samples of a
+few runs), README.md (the page that holds them) and, with --compare NAME, a published table's
+numbers next to ours (rdsweep/reference/NAME.csv). Runs that are not completed are never dropped
+silently: they are rows of the table and are counted under each plot. SWEEP_DIR may also be one
+run's folder (it holds metrics.json or .hydra/): the report is then of that run. With --eval
+NAME, the test metrics are those of each run's re-evaluation eval/NAME.json (rdsweep-eval), and
+the report goes to SWEEP_DIR/report/eval=NAME/.
 
 Modules: collect (runs -> the results table), tables (families.md, the comparison, markdown),
 plots (the figures), cli (the command, and writing the report).

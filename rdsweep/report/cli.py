@@ -18,8 +18,8 @@ from rdsweep.report.page import FIGURES, counts, page
 from rdsweep.report.runs import ReportError, collect, entropy_estimate, merge, read_results
 from rdsweep.report.plots import (choose_equal_elbo_runs, choose_image_runs, curves_figure,
                                   images_figure, rd_plane_figure, skew_figure)
-from rdsweep.report.tables import (compare_with, family_table, load_reference, markdown,
-                                   reference_names, spread_table)
+from rdsweep.report.tables import (compare_with, comparison_markdown, family_table,
+                                   load_reference, markdown, reference_names, spread_table)
 
 REPORT = "report"
 RESULTS = "results.csv"
@@ -140,7 +140,7 @@ def summary(sweep_dir: str, table: pd.DataFrame, comparison: Optional[pd.DataFra
     lines += ["", markdown(table[key_columns(table)])]
     if comparison is not None:
         lines += ["", f"against {compare} (diff = ours - reference):",
-                  markdown(comparison, missing="missing", digits=2)]
+                  comparison_markdown(comparison)]
     lines += ["", "written:"] + [f"  {path}" for path in paths.values()]
     return "\n".join(lines)
 

@@ -10,7 +10,8 @@ import pandas as pd
 from rdsweep.status import Status
 import rdsweep.report.settings as settings
 from rdsweep.report.runs import entropy_estimate
-from rdsweep.report.tables import family_table, markdown, reference_source, spread_table
+from rdsweep.report.tables import (comparison_markdown, family_table, markdown,
+                                   reference_source, spread_table)
 
 FIGURES = (  # file -> (heading, what it shows)
     ("rd_plane.png", "Rate-distortion plane",
@@ -21,7 +22,7 @@ FIGURES = (  # file -> (heading, what it shows)
      "different degrees."),
     ("curves.png", "Training curves",
      "Each run's ELBO against the training step: faint, the training chunks' means; solid, "
-     "the validation ELBO where the run checked one (early stopping), its best check dotted."),
+     "the validation ELBO where the run checked one (early stopping), a dot at its best check."),
     ("equal_elbo.png", "Equal ELBO, different rates",
      "Runs whose test ELBOs lie within 1 nat of each other, at the most different rates found: "
      "inputs, reconstructions and samples of each."),
@@ -59,7 +60,7 @@ def page(source: str, table: pd.DataFrame, figures: Mapping[str, str],
     if comparison is not None:
         lines += ["", f"## Against `{compare}`", "", f"> {reference_source(compare)}", "",
                   "diff = ours - reference; runs = our completed runs of that setting.", "",
-                  markdown(comparison, missing="missing", digits=2)]
+                  comparison_markdown(comparison)]
     for name, heading, text in FIGURES:
         if name in figures:
             lines += ["", f"## {heading}", "", text, "", f"![{heading}]({name})"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
 import numpy as np
@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from rdsweep import early_stopping
 from rdsweep.status import Status
 from rdsweep.outputs import IMAGES, VALID_ELBO, read_train_log
 import rdsweep.report.settings as settings
@@ -178,12 +179,14 @@ def skew_figure(table: pd.DataFrame) -> Figure:
 
 RUNS_IN_LEGEND = 12  # beyond, the legend names curves (runs' settings but the knob), not runs
 FIRST_STEPS = 0.25  # the y range leaves out each run's first quarter of steps: its low start
+LINE_STYLES = ("-", "--", ":", "-.")  # a new style for each further ten legend entries
 
 
 def curves_figure(table: pd.DataFrame, sweep_dir: str) -> Optional[Figure]:
     """Each run's ELBO against the training step, from its train_log.csv: the training chunks'
     means faint, the validation ELBO (early stopping's checks) solid with a dot at its best
-    check. None if no run of the table has a log."""
+    check. The y range is that of the runs that did not diverge. None if no run of the table
+    has a log."""
     logs = [(row, read_train_log(os.path.join(sweep_dir, row["run"])))
             for row in table.to_dict("records")]
     shown = [(row, log) for row, log in logs if log is not None]
@@ -194,31 +197,37 @@ def curves_figure(table: pd.DataFrame, sweep_dir: str) -> Optional[Figure]:
     ax = fig.subplots()
     fig.subplots_adjust(bottom=0.15)
     colours = matplotlib.colormaps["tab10"]
-    legend: dict = {}  # name -> colour
+    legend: Dict[str, Tuple[Any, str]] = {}  # name -> (colour, line style)
     in_view: List[np.ndarray] = []
     validated = False
     for row, log in shown:
         name = settings.label(row, table) if by_run else settings.curve_label(row, table)
-        colour = legend.setdefault(name, colours(len(legend) % colours.N))
+        i = len(legend)
+        colour, style = legend.setdefault(name, (
+            colours(i % colours.N), LINE_STYLES[i // colours.N % len(LINE_STYLES)]))
         step = log["step"]
+        keep = [] if row["status"] == Status.DIVERGED else in_view
         later = step >= FIRST_STEPS * np.nanmax(step)
-        ax.plot(step, log["elbo"], color=colour, lw=0.7, alpha=0.35, gid=f"train:{row['run']}")
-        in_view.append(log["elbo"][later])
+        ax.plot(step, log["elbo"], color=colour, ls=style, lw=0.7, alpha=0.35,
+                gid=f"train:{row['run']}")
+        keep.append(log["elbo"][later])
         valid = log.get(VALID_ELBO, np.full(step.shape, np.nan))
-        checked = np.isfinite(valid)
+        checked = np.isfinite(valid) & np.isfinite(step)
         if checked.any():
             validated = True
-            ax.plot(step[checked], valid[checked], color=colour, lw=1.2,
+            ax.plot(step[checked], valid[checked], color=colour, ls=style, lw=1.2,
                     gid=f"valid:{row['run']}")
-            best = int(np.nanargmax(valid))  # the first of the best, as early stopping keeps
-            ax.plot(step[best], valid[best], "o", color=colour, ms=4, gid=f"best:{row['run']}")
-            in_view.append(valid[later])
-    values = np.concatenate(in_view)
+            best = early_stopping.summary([{"step": s, VALID_ELBO: v} for s, v in
+                                           zip(step[checked], valid[checked])], None)
+            ax.plot(best["best_step"], best["best_valid_elbo"], "o", color=colour, ms=4,
+                    gid=f"best:{row['run']}")
+            keep.append(valid[later])
+    values = np.concatenate(in_view) if in_view else np.array([])
     values = values[np.isfinite(values)]
     if values.size:
         pad = 0.05 * max(float(np.ptp(values)), 1.0)
         ax.set_ylim(values.min() - pad, values.max() + pad)
-    handles = [Line2D([], [], color=c, label=n) for n, c in legend.items()]
+    handles = [Line2D([], [], color=c, ls=style, label=n) for n, (c, style) in legend.items()]
     handles.append(Line2D([], [], color="0.5", lw=0.7, alpha=0.35, label="training (chunk means)"))
     if validated:
         handles.append(Line2D([], [], color="0.5", lw=1.2, marker="o", ms=4,

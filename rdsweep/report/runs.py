@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rdsweep import registry
 from rdsweep.checkpoints import kept_steps
 from rdsweep.identity import trained
-from rdsweep.outputs import METRICS, load_metrics
+from rdsweep.outputs import METRICS, load_metrics, number
 import rdsweep.report.settings as settings
 from rdsweep.report.convergence import elbo_gain, run_drift
 from rdsweep.status import TEST_METRICS, Status, corrupt, metrics_outcome
@@ -46,21 +46,13 @@ class ReportError(Exception):
 
 # --- reading one run ---------------------------------------------------------------------------
 
-def _number(value: Any) -> float:
-    """value as a float, NaN if it is absent or not a number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 def describe_config(cfg: DictConfig, recorded: Mapping[str, Any]) -> Dict[str, Any]:
     """family, objective, seed and trained config (JSON) of a run's config. The family and
     objective are metrics.json's (`recorded`) if it has them, else the registry's names for
     the config's parts (runs without metrics.json yet)."""
     return {"family": recorded.get("family") or registry.family_code(cfg),
             "objective": recorded.get("objective") or registry.option_name(cfg, "objective"),
-            "seed": _number(OmegaConf.select(cfg, "seed", default=None)),
+            "seed": number(OmegaConf.select(cfg, "seed", default=None)),
             "config": settings.dumps(trained(cfg))}
 
 
@@ -71,7 +63,7 @@ def describe_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
     values = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
     return {"family": values.get("family", values.get("mlp_family", UNKNOWN)),
             "objective": values.get("objective", "beta"),
-            "seed": _number(values.get("seed")), "overrides": values}
+            "seed": number(values.get("seed")), "overrides": values}
 
 
 def run_config(run_dir: str, metrics: Optional[Mapping[str, Any]]) -> Optional[DictConfig]:
@@ -127,8 +119,8 @@ def earlier_evaluations(run_dir: str) -> List[Tuple[int, float]]:
 
 def convergence(run_dir: str, outcome: Mapping[str, Any]) -> Dict[str, Any]:
     """The CONVERGENCE columns of a completed run (its outcome holds steps and test elbo)."""
-    steps = _number(outcome.get("steps"))
-    gain, since = (elbo_gain(int(steps), _number(outcome["elbo"]), earlier_evaluations(run_dir))
+    steps = number(outcome.get("steps"))
+    gain, since = (elbo_gain(int(steps), number(outcome["elbo"]), earlier_evaluations(run_dir))
                    if np.isfinite(steps) else (np.nan, None))
     drift = run_drift(run_dir)
     return {"train_elbo_drift": np.nan if drift is None else drift, "test_elbo_gain": gain,

@@ -16,6 +16,7 @@ import json
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import pandas as pd
 
 from rdsweep import identity, registry
 
@@ -169,6 +170,16 @@ def loads(cell: Any) -> Optional[Dict[str, Any]]:
 
 
 # --- what the tables and plots take from a results table ------------------------------------
+
+def values_of(table: pd.DataFrame, key: str) -> pd.Series:
+    """Each run's value of `key`: the table's column if it has one, else from the run's `config`
+    (a part's option name for a part: "marginal" -> "vamp"), NaN where unknown; for keys that
+    are not columns, e.g. a part that the family code names."""
+    if key in table:
+        return table[key]
+    configs = [loads(cell) for cell in table["config"]]
+    return pd.Series([np.nan if c is None else _cell(expand(c).get(key)) for c in configs],
+                     index=table.index, dtype=object)
 
 def of(table: Any) -> Tuple[List[str], List[str]]:
     """(the setting columns, the knob columns) of a results table (runs.make_table)."""

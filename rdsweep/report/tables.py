@@ -112,8 +112,7 @@ def compare_with(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     for ref in reference.to_dict("records"):
         match = np.ones(len(done), bool)
         for key in keys:
-            column = done[key] if key in done else pd.Series(np.nan, index=done.index)
-            match &= _equal(column, ref[key]).to_numpy()
+            match &= _equal(settings.values_of(done, key), ref[key]).to_numpy()
         ours = done[match]
         groups = list(ours.groupby(apart, dropna=False, sort=False)) if apart and len(
             ours) else []
@@ -132,6 +131,18 @@ def compare_with(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         out.groupby("family", dropna=False)[c].nunique() > 1).any()])
     return out[[c for c in out.columns if c in keys]
                + [c for c in out.columns if c not in keys]]
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> str:
+    """The comparison as markdown: the compared numbers to two decimals, the other columns as
+    the labels write settings (0.0005, not 0.00), "missing" where a number is absent."""
+    numbers = tuple(f"{q}_{side}" for q in QUANTITIES for side in ("paper", "ours", "diff"))
+    shown = comparison.copy()
+    for column in shown.columns:
+        if column not in numbers and column != "runs":
+            shown[column] = [settings.show(v) if settings.present(v) else None
+                             for v in shown[column]]
+    return markdown(shown, missing="missing", digits=2)
 
 
 def _equal(column: pd.Series, value: Any) -> pd.Series:
