@@ -50,11 +50,11 @@ def family_table(table: pd.DataFrame) -> pd.DataFrame:
                          for curve in curves])
 
 
-SPREAD = ("rate", "distortion", "elbo", "iwae")
+QUANTITIES = ("rate", "distortion", "elbo", "iwae")  # the test bounds a table summarises
 
 
 def spread_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The settings with several completed runs (seeds): their count, and for each of SPREAD
+    """The settings with several completed runs (seeds): their count, and for each of QUANTITIES
     "mean (min to max)" over those runs, two decimals."""
     done = table[table.status == Status.COMPLETED]
     done.attrs = table.attrs
@@ -63,8 +63,8 @@ def spread_table(table: pd.DataFrame) -> pd.DataFrame:
         if len(runs) > 1:
             rows.append({"setting": f"{curve} {knob}", "runs": len(runs),
                          **{q: f"{runs[q].mean():.2f} ({runs[q].min():.2f} to "
-                               f"{runs[q].max():.2f})" for q in SPREAD}})
-    return pd.DataFrame(rows, columns=["setting", "runs", *SPREAD])
+                               f"{runs[q].max():.2f})" for q in QUANTITIES}})
+    return pd.DataFrame(rows, columns=["setting", "runs", *QUANTITIES])
 
 
 def reference_names() -> List[str]:
@@ -93,9 +93,6 @@ def reference_source(name: str) -> str:
 
 def _reference_file(name: str) -> Any:
     return resources.files("rdsweep.reference").joinpath(f"{name}.csv")
-
-
-QUANTITIES = ("rate", "distortion", "elbo", "iwae")  # what a reference's columns can compare
 
 
 def compare_with(table: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
