@@ -35,6 +35,11 @@ class Distribution(struct.PyTreeNode):
     def sample(self, key: jax.Array, n: int) -> jax.Array:
         return self.sample_and_log_prob(key, n)[0]
 
+    def log_prob_each(self, value: jax.Array) -> jax.Array:
+        """log-density of value (..., d) under each of a batch (K,) of distributions over
+        (d,): (..., K)."""
+        return self.log_prob(value[..., None, :])
+
     def enumerate_support(self) -> Optional[Tuple[jax.Array, jax.Array]]:
         """(values (K, *batch, *event), log-probs (K, *batch)) of all K values of a finite
         support; None: the support is not finite, expectations need samples."""
@@ -45,6 +50,37 @@ def _sum_event(x: jax.Array, event_ndims: int) -> jax.Array:
     return x.sum(axis=tuple(range(x.ndim - event_ndims, x.ndim))) if event_ndims else x
 
 
+@jax.custom_vjp
+def _scaled_sq_distances(value: jax.Array, loc: jax.Array, inv_scale: jax.Array) -> jax.Array:
+    """sum_d ((value_nd - loc_kd) * inv_scale_kd)^2 from each row of value (n, d) to each row of
+    loc and inv_scale (K, d): (n, K).
+
+    Its gradient is written out: autodiff's reductions of the broadcast (n, K, d) array run ~4x
+    slower on XLA:CPU than these matmuls (a mixture of 500 components, n = 100, d = 40). The
+    value and the gradient of inv_scale use the differences themselves (an expanded square
+    would lose up to 0.1 nats to cancellation in float32 at small scales); the gradients of
+    value and loc are linear in them and expand into matmuls.
+    """
+    return _scaled_sq_distances_fwd(value, loc, inv_scale)[0]
+
+
+def _scaled_sq_distances_fwd(value, loc, inv_scale):
+    diff = value[:, None, :] - loc  # (n, K, d)
+    return jnp.sum(jnp.square(diff * inv_scale), -1), (value, loc, inv_scale, diff)
+
+
+def _scaled_sq_distances_bwd(residuals, g):  # g: (n, K)
+    value, loc, inv_scale, diff = residuals
+    p = jnp.square(inv_scale)
+    d_value = 2 * (value * (g @ p) - g @ (loc * p))
+    d_loc = -2 * p * (g.T @ value - loc * g.sum(0)[:, None])
+    d_inv_scale = 2 * inv_scale * jnp.einsum("nk,nkd->kd", g, jnp.square(diff))
+    return d_value, d_loc, d_inv_scale
+
+
+_scaled_sq_distances.defvjp(_scaled_sq_distances_fwd, _scaled_sq_distances_bwd)
+
+
 class DiagGaussian(Distribution):
     """Fully factored Gaussian over the last axis; loc, scale: (*batch, d)."""
 
@@ -53,6 +89,12 @@ class DiagGaussian(Distribution):
 
     def log_prob(self, value: jax.Array) -> jax.Array:
         return _sum_event(jax.scipy.stats.norm.logpdf(value, self.loc, self.scale), 1)
+
+    def log_prob_each(self, value: jax.Array) -> jax.Array:
+        d = self.loc.shape[-1]
+        sq = _scaled_sq_distances(value.reshape(-1, d), self.loc, 1.0 / self.scale)
+        log_norm = jnp.sum(jnp.log(self.scale), -1) + 0.5 * d * jnp.log(2 * jnp.pi)
+        return -0.5 * sq.reshape(value.shape[:-1] + sq.shape[-1:]) - log_norm
 
     def sample_and_log_prob(self, key, n):
         eps = jax.random.normal(key, (n,) + jnp.shape(self.loc), jnp.result_type(self.loc))
@@ -129,7 +171,8 @@ def kl_divergence(q: Distribution, p: Distribution) -> Optional[jax.Array]:
 class Mixture(Distribution):
     """sum_k softmax(logits)_k components_k(z); components: any distribution with batch (K,).
 
-    log_prob broadcasts value (..., D) against the K components at once: (...,).
+    log_prob scores value (..., D) against the K components at once (their log_prob_each):
+    (...,).
     """
 
     logits: jax.Array  # (K,)
@@ -137,7 +180,7 @@ class Mixture(Distribution):
 
     def log_prob(self, value: jax.Array) -> jax.Array:
         log_w = jax.nn.log_softmax(self.logits)
-        return jax.nn.logsumexp(log_w + self.components.log_prob(value[..., None, :]), axis=-1)
+        return jax.nn.logsumexp(log_w + self.components.log_prob_each(value), axis=-1)
 
     def sample_and_log_prob(self, key, n):
         k_comp, k_z = jax.random.split(key)
