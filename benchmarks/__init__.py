@@ -27,6 +27,9 @@ the training and startup rows to it):
   iwae      evaluate() of the mlp on test examples for k = 1, 100, 1000 in example-samples/s,
             and at k = 1000 the achieved GFLOP/s (XLA cost analysis) as a fraction of the best
             matmul (target >= 50%).
+  priors    training images/s of `experiment=vampprior_mnist` (the VampPrior paper's one-layer
+            VAE, batch 100) with each of its three priors, N(0, I), a 500-component mixture
+            and the VampPrior, timed side by side, and the seconds of one 50,000-image epoch.
   memory    peak RSS (MiB) of a default run, `python -m rdsweep train.steps=500`.
   scaling   mlp training images/s against the batch size (32 to 1024), and against the
             number K = 1, 2, 4, 8 of models trained as one grid (total and per model), each K

@@ -21,14 +21,14 @@ import benchmarks
 from benchmarks.layer_profile import layer_rows
 from benchmarks.measure import compose_config, first_step, matmul_flops, model_overrides, note
 from benchmarks.sections import (QUICK, SHORT_EVAL, Plan, Row, grid_rows, iwae_rows, main_rows,
-                                 matmul_rows, memory_rows, scaling_rows, startup_rows,
-                                 training_rows)
+                                 matmul_rows, memory_rows, priors_rows, scaling_rows,
+                                 startup_rows, training_rows)
 from rdsweep.fileio import atomic_write
 from rdsweep.options.tfds_images import load_split
 
 PROG = "python -m benchmarks"  # from the checkout's root
-SECTIONS = ("matmul", "training", "layers", "startup", "iwae", "memory", "scaling", "grid",
-            "main")
+SECTIONS = ("matmul", "training", "layers", "priors", "startup", "iwae", "memory", "scaling",
+            "grid", "main")
 MODEL_SECTIONS = ("training", "startup")  # the sections that a model name in --only restricts
 FULL_COMMAND = f"TFDS_DATA_DIR=../shared/tfds {PROG} --write docs/benchmarks.md"
 # Where a written document's hand-written part (the analysis of its figures) starts: --write
@@ -152,6 +152,8 @@ def main() -> None:
         rows += training_rows(training, overrides, images, device_images, best, plan)
     if "layers" in sections:
         rows += layer_rows(device_images, plan)
+    if "priors" in sections:
+        rows += priors_rows(device_images, plan)
     if "iwae" in sections:
         rows += iwae_rows(device_images, best, plan)
     if "scaling" in sections:

@@ -195,6 +195,30 @@ def iwae_rows(images: jax.Array, best: float, plan: Plan) -> List[Row]:
     return rows
 
 
+# The calibration experiment with each of its priors (the VampPrior paper's one-layer VAE).
+PRIORS = {"N(0, I)": ("marginal=gaussian",),
+          "mixture of 500 Gaussians": ("marginal=mixture", "marginal.components=500"),
+          "VampPrior, 500 pseudo-inputs": ("marginal=vamp_tomczak",)}
+EPOCH_IMAGES = 50_000  # its training split
+
+
+def priors_rows(images: jax.Array, plan: Plan) -> List[Row]:
+    """Training images/s of `experiment=vampprior_mnist` with each prior at its own batch size,
+    timed side by side, and the seconds of one epoch at that rate."""
+    note("priors")
+    cfgs = {name: compose_config(["experiment=vampprior_mnist", *o]) for name, o in PRIORS.items()}
+    seconds = side_by_side({name: training_call(cfg, images, plan.steps)
+                            for name, cfg in cfgs.items()}, plan.repeats)
+    rows = []
+    for name, cfg in cfgs.items():
+        rate = images_per_s(cfg, plan.steps, seconds[name])
+        rows.append(Row("priors", f"`experiment=vampprior_mnist {' '.join(PRIORS[name])}` "
+                        f"({name}), batch {cfg.train.batch_size}, {plan.steps}-step scan: "
+                        "training, and one epoch of its 50,000 images at that rate",
+                        f"{rate:,.0f} images/s; {EPOCH_IMAGES / rate:.1f} s"))
+    return rows
+
+
 def memory_rows(plan: Plan) -> List[Row]:
     note("memory")
     with tempfile.TemporaryDirectory(prefix="rdsweep-bench-") as tmp:

@@ -55,8 +55,8 @@ def _scaled_sq_distances(value: jax.Array, loc: jax.Array, inv_scale: jax.Array)
     """sum_d ((value_nd - loc_kd) * inv_scale_kd)^2 from each row of value (n, d) to each row of
     loc and inv_scale (K, d): (n, K).
 
-    Its gradient is written out: autodiff's reductions of the broadcast (n, K, d) array run ~4x
-    slower on XLA:CPU than these matmuls (a mixture of 500 components, n = 100, d = 40). The
+    Its gradient is written out: autodiff's reductions of the broadcast (n, K, d) array run
+    several times slower on XLA:CPU than these matmuls (docs/benchmarks.md, "Priors"). The
     value and the gradient of inv_scale use the differences themselves (an expanded square
     would lose up to 0.1 nats to cancellation in float32 at small scales); the gradients of
     value and loc are linear in them and expand into matmuls.

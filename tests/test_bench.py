@@ -1,6 +1,9 @@
 """The benchmark (benchmarks/): --write replaces the generated table and keeps the hand-written
 analysis below its marker; the `layers` section's PixelCNN profile covers the network; the
-PyTorch reference is the fastest variant that runs."""
+PyTorch reference is the fastest variant that runs; the `priors` section trains each prior."""
+
+import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +12,7 @@ import pytest
 
 from benchmarks.cli import ANALYSIS, keep_analysis
 from benchmarks.layer_profile import pixelcnn_layers
+from benchmarks.sections import PRIORS, QUICK, priors_rows
 from rdsweep.options.pixelcnn import PRESETS, PixelCNNNet
 
 
@@ -22,6 +26,18 @@ def test_write_keeps_the_hand_written_analysis():
 def test_write_without_an_analysis_is_the_new_document_alone():
     assert keep_analysis("# new\n", None) == "# new\n"
     assert keep_analysis("# new\n", "# old, no analysis\n") == "# new\n"
+
+
+@pytest.mark.slow
+def test_the_priors_section_times_each_prior_and_its_epoch():
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 2, (500, 28, 28, 1)), jnp.float32)
+    rows = priors_rows(images, dataclasses.replace(QUICK, steps=3))
+    assert len(rows) == len(PRIORS)
+    for row, (name, overrides) in zip(rows, PRIORS.items()):
+        assert name in row.measurement and " ".join(overrides) in row.measurement
+        rate, epoch = re.fullmatch(r"([\d,]+) images/s; ([\d.]+) s", row.value).groups()
+        rate = float(rate.replace(",", ""))
+        assert rate > 0 and float(epoch) == pytest.approx(50_000 / rate, rel=0.01, abs=0.06)
 
 
 def _parameter_count(module, *shapes):
