@@ -277,6 +277,21 @@ def test_iaf_log_prob_broadcasts_over_components(context):
                                    rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("context", [False, True])
+def test_iaf_log_prob_each_scores_every_component_as_broadcasting_does(context):
+    """log_prob_each (a mixture's path) against log_prob broadcast over the components: the
+    values, and the gradients through loc and scale (autodiff of the broadcast)."""
+    q = iaf_posterior(context, 3)
+    z = normal(10, 2, 4, D)
+    each = lambda loc, scale: q.replace(loc=loc, scale=scale).log_prob_each(z)
+    broadcast = lambda loc, scale: q.replace(loc=loc, scale=scale).log_prob(z[..., None, :])
+    np.testing.assert_allclose(each(q.loc, q.scale), broadcast(q.loc, q.scale),
+                               rtol=1e-5, atol=1e-4)
+    total = lambda f: jax.grad(lambda l, s: f(l, s).sum(), argnums=(0, 1))(q.loc, q.scale)
+    for got, want in zip(total(each), total(broadcast)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 class _BaseWithFeatures(nn.Module):
     """A base encoder that also returns features h (B, 7) for a conditional flow."""
 

@@ -264,6 +264,13 @@ class IAFPosterior(Distribution):
         """value (..., D), broadcasting against the batch -> (broadcast batch,), nats."""
         return self.base.log_prob(self.flow.inverse(value))
 
+    def log_prob_each(self, value: jax.Array) -> jax.Array:
+        """value (..., D) under each of a batch (K,) -> (..., K), nats. Unconditional: one
+        inverse per value, then the base's log_prob_each (its fast gradient)."""
+        if self.flow.context is None:
+            return self.base.log_prob_each(self.flow.inverse(value))
+        return super().log_prob_each(value)
+
     def sample_and_log_prob(self, key: jax.Array, n: int) -> Tuple[jax.Array, jax.Array]:
         """n samples (n, *batch, D) and their log q (n, *batch): parallel passes only."""
         eps, log_q = self.base.sample_and_log_prob(key, n)
