@@ -199,23 +199,32 @@ def iwae_rows(images: jax.Array, best: float, plan: Plan) -> List[Row]:
 PRIORS = {"N(0, I)": ("marginal=gaussian",),
           "mixture of 500 Gaussians": ("marginal=mixture", "marginal.components=500"),
           "VampPrior, 500 pseudo-inputs": ("marginal=vamp_tomczak",)}
-EPOCH_IMAGES = 50_000  # its training split
+EPOCH_IMAGES, TEST_IMAGES = 50_000, 10_000  # its training and test splits
 
 
 def priors_rows(images: jax.Array, plan: Plan) -> List[Row]:
     """Training images/s of `experiment=vampprior_mnist` with each prior at its own batch size,
-    timed side by side, and the seconds of one epoch at that rate."""
+    timed side by side, with the seconds of one epoch at that rate; then the IWAE evaluation's
+    example-samples/s of each (k = the largest of plan.iwae_samples, plan.iwae_examples test
+    images) and the minutes that gives the literature's k = plan.large_k on 10,000 images."""
     note("priors")
     cfgs = {name: compose_config(["experiment=vampprior_mnist", *o]) for name, o in PRIORS.items()}
     seconds = side_by_side({name: training_call(cfg, images, plan.steps)
                             for name, cfg in cfgs.items()}, plan.repeats)
-    rows = []
+    rows, k = [], max(plan.iwae_samples)
     for name, cfg in cfgs.items():
         rate = images_per_s(cfg, plan.steps, seconds[name])
-        rows.append(Row("priors", f"`experiment=vampprior_mnist {' '.join(PRIORS[name])}` "
-                        f"({name}), batch {cfg.train.batch_size}, {plan.steps}-step scan: "
-                        "training, and one epoch of its 50,000 images at that rate",
+        label = f"`experiment=vampprior_mnist {' '.join(PRIORS[name])}` ({name})"
+        rows.append(Row("priors", f"{label}, batch {cfg.train.batch_size}, {plan.steps}-step "
+                        "scan: training, and one epoch of its 50,000 images at that rate",
                         f"{rate:,.0f} images/s; {EPOCH_IMAGES / rate:.1f} s"))
+        note(f"priors: {name}, evaluation")
+        test = load_split(cfg.data.test_split, cfg.data)[:plan.iwae_examples]
+        rate = iwae_rate(cfg, new_states(cfg, images, 1)[0], test, k, plan.repeats)
+        rows.append(Row("priors", f"{label}: IWAE evaluation, {len(test)} test examples, k={k}; "
+                        f"at that rate, k = {plan.large_k} on 10,000 test images",
+                        f"{rate:,.0f} example-samples/s; "
+                        f"{TEST_IMAGES * plan.large_k / rate / 60:.1f} min"))
     return rows
 
 

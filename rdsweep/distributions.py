@@ -55,27 +55,36 @@ def _scaled_sq_distances(value: jax.Array, loc: jax.Array, inv_scale: jax.Array)
     """sum_d ((value_nd - loc_kd) * inv_scale_kd)^2 from each row of value (n, d) to each row of
     loc and inv_scale (K, d): (n, K).
 
-    Its gradient is written out: autodiff's reductions of the broadcast (n, K, d) array run
-    several times slower on XLA:CPU than these matmuls (docs/benchmarks.md, "Priors"). The
-    value and the gradient of inv_scale use the differences themselves (an expanded square
-    would lose up to 0.1 nats to cancellation in float32 at small scales); the gradients of
-    value and loc are linear in them and expand into matmuls.
+    One dimension at a time, on (n, K) arrays: XLA:CPU runs the broadcast (n, K, d) array, and
+    autodiff's reductions of it over n, several times slower (docs/benchmarks.md, "Priors"). In
+    the written-out gradient, those of value and loc are linear in the differences and expand
+    into matmuls; that of inv_scale keeps the differences (an expanded square lost up to
+    0.14 nats to cancellation in float32 at scales of 0.01).
     """
-    return _scaled_sq_distances_fwd(value, loc, inv_scale)[0]
+    def add_dimension(total, column):
+        v, l, i = column
+        return total + jnp.square((v[:, None] - l) * i), None
+
+    zero = jnp.zeros(value.shape[:1] + loc.shape[:1], value.dtype)
+    return jax.lax.scan(add_dimension, zero, (value.T, loc.T, inv_scale.T))[0]
 
 
 def _scaled_sq_distances_fwd(value, loc, inv_scale):
-    diff = value[:, None, :] - loc  # (n, K, d)
-    return jnp.sum(jnp.square(diff * inv_scale), -1), (value, loc, inv_scale, diff)
+    return _scaled_sq_distances(value, loc, inv_scale), (value, loc, inv_scale)
 
 
 def _scaled_sq_distances_bwd(residuals, g):  # g: (n, K)
-    value, loc, inv_scale, diff = residuals
+    value, loc, inv_scale = residuals
     p = jnp.square(inv_scale)
     d_value = 2 * (value * (g @ p) - g @ (loc * p))
     d_loc = -2 * p * (g.T @ value - loc * g.sum(0)[:, None])
-    d_inv_scale = 2 * inv_scale * jnp.einsum("nk,nkd->kd", g, jnp.square(diff))
-    return d_value, d_loc, d_inv_scale
+
+    def weighted_squares(_, column):  # sum_n g_nk (value_n - loc_k)^2 of one dimension: (K,)
+        v, l = column
+        return None, jnp.sum(g * jnp.square(v[:, None] - l), 0)
+
+    squares = jax.lax.scan(weighted_squares, None, (value.T, loc.T))[1]  # (d, K)
+    return d_value, d_loc, 2 * inv_scale * squares.T
 
 
 _scaled_sq_distances.defvjp(_scaled_sq_distances_fwd, _scaled_sq_distances_bwd)

@@ -12,7 +12,8 @@ import pytest
 
 from benchmarks.cli import ANALYSIS, keep_analysis
 from benchmarks.layer_profile import pixelcnn_layers
-from benchmarks.sections import PRIORS, QUICK, priors_rows
+from benchmarks import sections
+from benchmarks.sections import PRIORS, QUICK
 from rdsweep.options.pixelcnn import PRESETS, PixelCNNNet
 
 
@@ -29,15 +30,23 @@ def test_write_without_an_analysis_is_the_new_document_alone():
 
 
 @pytest.mark.slow
-def test_the_priors_section_times_each_prior_and_its_epoch():
-    images = jnp.asarray(np.random.default_rng(0).integers(0, 2, (500, 28, 28, 1)), jnp.float32)
-    rows = priors_rows(images, dataclasses.replace(QUICK, steps=3))
-    assert len(rows) == len(PRIORS)
-    for row, (name, overrides) in zip(rows, PRIORS.items()):
-        assert name in row.measurement and " ".join(overrides) in row.measurement
-        rate, epoch = re.fullmatch(r"([\d,]+) images/s; ([\d.]+) s", row.value).groups()
+def test_the_priors_section_times_each_prior_its_epoch_and_its_evaluation(monkeypatch):
+    images = np.random.default_rng(0).integers(0, 2, (500, 28, 28, 1)).astype(np.uint8)
+    monkeypatch.setattr(sections, "load_split", lambda split, data: images)  # no dataset
+    plan = dataclasses.replace(QUICK, steps=3, iwae_samples=(2, 3), large_k=30)
+    rows = sections.priors_rows(jnp.asarray(images, jnp.float32), plan)
+    assert len(rows) == 2 * len(PRIORS)
+    for (train, evaluation), (name, overrides) in zip(zip(rows[::2], rows[1::2]), PRIORS.items()):
+        for row in (train, evaluation):
+            assert name in row.measurement and " ".join(overrides) in row.measurement
+        rate, epoch = re.fullmatch(r"([\d,]+) images/s; ([\d.]+) s", train.value).groups()
         rate = float(rate.replace(",", ""))
         assert rate > 0 and float(epoch) == pytest.approx(50_000 / rate, rel=0.01, abs=0.06)
+        assert f"{plan.iwae_examples} test examples, k=3" in evaluation.measurement
+        rate, minutes = re.fullmatch(r"([\d,]+) example-samples/s; ([\d.]+) min",
+                                     evaluation.value).groups()
+        rate = float(rate.replace(",", ""))
+        assert float(minutes) == pytest.approx(10_000 * 30 / rate / 60, rel=0.01, abs=0.06)
 
 
 def _parameter_count(module, *shapes):

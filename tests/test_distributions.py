@@ -32,7 +32,7 @@ def test_diag_gaussian_log_prob_matches_scipy():
 
 def test_gaussian_mixture_log_prob_and_gradients_match_numpy_with_small_scales():
     """The mixture's written-out gradient (DiagGaussian.log_prob_each): points drawn near
-    components with scales down to 0.02, where an expanded square loses ~0.1 nats in float32;
+    components with scales down to 0.02, where expanded squares lose precision in float32;
     the value and every gradient against float64 numpy."""
     rng = np.random.default_rng(2)
     k, d, n = 50, 8, 20
