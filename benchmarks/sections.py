@@ -212,17 +212,19 @@ def priors_rows(images: jax.Array, plan: Plan) -> List[Row]:
     seconds = side_by_side({name: training_call(cfg, images, plan.steps)
                             for name, cfg in cfgs.items()}, plan.repeats)
     rows, k = [], max(plan.iwae_samples)
+    data = next(iter(cfgs.values())).data  # the priors share it
+    test = load_split(data.test_split, data)[:plan.iwae_examples]
     for name, cfg in cfgs.items():
         rate = images_per_s(cfg, plan.steps, seconds[name])
         label = f"`experiment=vampprior_mnist {' '.join(PRIORS[name])}` ({name})"
         rows.append(Row("priors", f"{label}, batch {cfg.train.batch_size}, {plan.steps}-step "
-                        "scan: training, and one epoch of its 50,000 images at that rate",
+                        f"scan: training, and one epoch of its {EPOCH_IMAGES:,} images at that "
+                        "rate",
                         f"{rate:,.0f} images/s; {EPOCH_IMAGES / rate:.1f} s"))
         note(f"priors: {name}, evaluation")
-        test = load_split(cfg.data.test_split, cfg.data)[:plan.iwae_examples]
         rate = iwae_rate(cfg, new_states(cfg, images, 1)[0], test, k, plan.repeats)
         rows.append(Row("priors", f"{label}: IWAE evaluation, {len(test)} test examples, k={k}; "
-                        f"at that rate, k = {plan.large_k} on 10,000 test images",
+                        f"at that rate, k = {plan.large_k} on {TEST_IMAGES:,} test images",
                         f"{rate:,.0f} example-samples/s; "
                         f"{TEST_IMAGES * plan.large_k / rate / 60:.1f} min"))
     return rows
