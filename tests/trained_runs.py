@@ -1,5 +1,6 @@
 """Tiny trained runs shared by the tests of load_run, rdsweep-eval and rdsweep-sample."""
 
+import fcntl
 import os
 import shutil
 
@@ -20,10 +21,13 @@ PLANE_MODEL = ["data=synthetic", "data.image_shape=[4,4,1]", "data.noise=0.05",
 
 def trained(make_cfg, folder, *overrides):
     """The folder of a run of PLANE_MODEL (+ overrides) trained once per test session under
-    folder (later calls reuse it)."""
-    if not os.path.isfile(os.path.join(folder, "metrics.json")):
-        shutil.rmtree(folder, ignore_errors=True)
-        experiment.run(make_cfg(*PLANE_MODEL, *overrides), folder)
+    folder (later calls reuse it). xdist workers that ask for the same folder at once wait for
+    the one that trains it (a lock file beside it)."""
+    with open(folder + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isfile(os.path.join(folder, "metrics.json")):
+            shutil.rmtree(folder, ignore_errors=True)
+            experiment.run(make_cfg(*PLANE_MODEL, *overrides), folder)
     return folder
 
 
