@@ -27,6 +27,21 @@ def test_binarized_mnist_test_split_is_static_binary(data_cfg):
     assert 0.1 < images.mean() / 255 < 0.2  # MNIST digits cover about 13% of the pixels
 
 
+def test_static_binarization_keeps_binary_data_without_a_draw(data_cfg, monkeypatch):
+    cfg = data_cfg()
+    draw = np.random.default_rng(0).random(cfg.image_shape, np.float32)  # a draw, made by hand
+    one = tfds_images.decoded_split("test", cfg)[:1]
+    assert set(np.unique(one)) == {0, 255}
+    np.testing.assert_array_equal(np.where(draw * 255.0 < one[0], 255, 0), one[0])
+    assert np.nextafter(np.float32(1), np.float32(0)) * np.float32(255) < 255  # the largest u
+
+    def no_draw(*_):
+        raise AssertionError("drew for binary data")
+
+    monkeypatch.setattr(np.random, "default_rng", no_draw)
+    np.testing.assert_array_equal(load_split("test", cfg), tfds_images.decoded_split("test", cfg))
+
+
 def test_second_load_reads_the_cache_not_tfds(data_cfg, tmp_path, monkeypatch):
     cfg = data_cfg()
     first = load_split("validation", cfg)
