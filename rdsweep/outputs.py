@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -85,6 +86,21 @@ def _train_scalars(row: Dict[str, float]) -> Dict[str, float]:
             for key in ("loss", "rate", "distortion", "elbo", "images_per_s")}
 
 
+def _summary_writer():
+    """tensorboardX's SummaryWriter class, imported when used and without torch: tensorboardX
+    imports torch whenever it is installed (1-3 s of start-up) only to name its tensor type in
+    annotations; rdsweep writes floats."""
+    if "torch" in sys.modules:  # already imported: nothing to save
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX handles
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class RunLog:
     """A run's live outputs besides the CSV: TensorBoard scalars under `<run_dir>/tensorboard`
     and a progress bar over the training steps (shown only when stderr is a terminal).
@@ -101,10 +117,7 @@ class RunLog:
                  tracker: Any = None, rows: Sequence[Dict[str, float]] = ()):
         self.writer = None
         if tensorboard:
-            # Imported only when used: tensorboardX imports torch whenever torch is installed.
-            from tensorboardX import SummaryWriter
-
-            self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"),
+            self.writer = _summary_writer()(os.path.join(run_dir, "tensorboard"),
                                         purge_step=start_step + 1)
         self.bar = tqdm(total=steps, initial=start_step, unit="step", disable=None,
                         dynamic_ncols=True)

@@ -1,7 +1,10 @@
 """Run outputs besides metrics.json: the TensorBoard scalars."""
 
 import glob
+import os
 import struct
+import subprocess
+import sys
 
 from tensorboardX.proto import event_pb2
 
@@ -44,3 +47,22 @@ def test_tensorboard_off_writes_no_events(tmp_path):
         log.train({"step": 10, "loss": 1.0, "rate": 1.0, "distortion": 0.0, "elbo": -1.0,
                    "images_per_s": 5.0})
     assert not (tmp_path / "tensorboard").exists()
+
+
+def test_tensorboard_scalars_are_written_without_importing_an_installed_torch(tmp_path):
+    """tensorboardX imports torch whenever it is installed (seconds of start-up); the run's log
+    does not let it, and leaves torch importable afterwards."""
+    (tmp_path / "torch.py").write_text("Tensor = object\nimported = True\n")  # an installed torch
+    script = f"""
+import sys
+from rdsweep.outputs import RunLog
+with RunLog({str(tmp_path / 'run')!r}, steps=10, start_step=0) as log:
+    log.test({{"rate": 1.0, "distortion": 2.0, "elbo": -3.0, "iwae": -2.5}}, 10)
+assert "torch" not in sys.modules, "torch was imported"
+import torch
+assert torch.imported
+"""
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert read_scalars(tmp_path / "run" / "tensorboard")[("test/iwae", 10)] == -2.5
