@@ -90,14 +90,14 @@ def _summary_writer():
     """tensorboardX's SummaryWriter class, imported when used and without torch: tensorboardX
     imports torch whenever it is installed (1-3 s of start-up) only to name its tensor type in
     annotations; rdsweep writes floats."""
-    if "torch" in sys.modules:  # already imported: nothing to save
-        from tensorboardX import SummaryWriter
-        return SummaryWriter
-    sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX handles
+    block = "torch" not in sys.modules  # once imported, there is nothing to save
+    if block:
+        sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX handles
     try:
         from tensorboardX import SummaryWriter
     finally:
-        del sys.modules["torch"]
+        if block:
+            del sys.modules["torch"]
     return SummaryWriter
 
 
