@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import subprocess
 import sys
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -69,8 +70,19 @@ class Deferral:
             return
         signal.signal(self.signum, self.handler)
         handler, self.handler = self.handler, None
-        if self.caught is not None:
+        if self.caught is None:
+            return
+        try:
             handler(*self.caught)
+        except subprocess.CalledProcessError as e:
+            # SLURM ends a requeued job's processes once it accepts the requeue, and that can
+            # include submitit's own `scontrol requeue` before it returns: then the job is
+            # requeued, not failed, and exits as submitit's handler would have.
+            if e.returncode != -signal.SIGTERM:
+                raise
+            log.info("`%s` ended by SLURM's SIGTERM: the job is being requeued; exiting",
+                     " ".join(map(str, e.cmd)))
+            sys.exit(-1)
 
 
 def _submitit_signal() -> Optional[int]:

@@ -4,6 +4,7 @@ a cluster."""
 
 import os
 import signal
+import subprocess
 
 import pytest
 import submitit  # noqa: F401  the deferral acts only in a process that imported it (a job)
@@ -63,3 +64,23 @@ def test_a_chunk_longer_than_the_signal_delay_is_named(delay_s, warned, caplog):
     for _ in range(3):  # the first chunk compiles: the second is measured, once
         deferral.chunk_done()
     assert caplog.text.count(f"hydra.launcher.signal_delay_s={delay_s}") == int(warned)
+
+
+@pytest.mark.parametrize("returncode, ends", [(-signal.SIGTERM, SystemExit),
+                                              (1, subprocess.CalledProcessError)])
+def test_a_requeue_whose_scontrol_slurm_terminates_exits_as_requeued(returncode, ends):
+    """SLURM can SIGTERM submitit's `scontrol requeue` as it ends the requeued job: a requeue,
+    not a failure. Any other error of the handler stays an error."""
+    def handler(signum, frame):
+        raise subprocess.CalledProcessError(returncode, ["scontrol", "requeue", "31"])
+
+    previous = signal.getsignal(signal.SIGUSR2)
+    try:
+        deferral = preemption.Deferral(signal.SIGUSR2, handler, chunk_steps=10, delay_s=None)
+        deferral.note(signal.SIGUSR2, None)
+        with pytest.raises(ends) as ended:
+            deferral.release()
+        if ends is SystemExit:
+            assert ended.value.code == -1  # as submitit exits after a requeue: no result
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
